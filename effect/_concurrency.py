@@ -7,6 +7,7 @@ fiber is interrupted, the children are interrupted and awaited before it ends.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, Never, TypeVar, overload
 
@@ -86,18 +87,29 @@ def _sequential(values: list[A], f: Callable[[A], Effect[B, E, R]]) -> Effect[li
     results: list[B] = []
     iterator = iter(values)
 
-    def step(_: object = None) -> Effect[list[B], E, R]:
+    def collect(value: B) -> Effect[list[B], E, R]:
+        results.append(value)
+        return step()
+
+    def step() -> Effect[list[B], E, R]:
         for item in iterator:
-            return _FlatMap(f(item), lambda v: (results.append(v), step())[1])
+            return _FlatMap(f(item), collect)
         return _Succeed(results)
 
     return step()
 
 
 def _parallel(
-    parent: Fiber[Any, Any], values: list[Any], f: Callable[[Any], Effect[Any, Any, Any]], bound: int
-) -> Callable[[Fiber[Any, Any], Callable[[Effect[Any, Any, Any]], None]], Callable[[], None] | None]:
-    def register(_: Fiber[Any, Any], resume: Callable[[Effect[Any, Any, Any]], None]) -> Callable[[], None]:
+    parent: Fiber[Any, Any],
+    values: list[Any],
+    f: Callable[[Any], Effect[Any, Any, Any]],
+    bound: int,
+) -> Callable[
+    [Fiber[Any, Any], Callable[[Effect[Any, Any, Any]], None]], Callable[[], None] | None
+]:
+    def register(
+        _: Fiber[Any, Any], resume: Callable[[Effect[Any, Any, Any]], None]
+    ) -> Callable[[], None]:
         n = len(values)
         results: list[Any] = [None] * n
         running: dict[int, Fiber[Any, Any]] = {}
@@ -115,7 +127,7 @@ def _parallel(
                     eff = _FailCause(Die(exc))
                 child = parent._fork(eff, False)
                 running[i] = child
-                child._observe(lambda ex, i=i: done(i, ex))
+                child._observe(functools.partial(done, i))
 
         def done(i: int, ex: Exit[Any, Any]) -> None:
             running.pop(i, None)
@@ -154,18 +166,20 @@ def _parallel(
     return register
 
 
+# Tuples are matched before the general iterable on purpose: they keep each
+# element's type, so the overlap mypy warns about is the point.
 @overload
-def all(
+def all(  # type: ignore[overload-overlap]
     effects: tuple[Effect[A, E1, R1], Effect[B, E2, R2]], *, concurrency: Concurrency = None
 ) -> Effect[tuple[A, B], E1 | E2, R1 | R2]: ...
 @overload
-def all(
+def all(  # type: ignore[overload-overlap]
     effects: tuple[Effect[A, E1, R1], Effect[B, E2, R2], Effect[C, E3, R3]],
     *,
     concurrency: Concurrency = None,
 ) -> Effect[tuple[A, B, C], E1 | E2 | E3, R1 | R2 | R3]: ...
 @overload
-def all(
+def all(  # type: ignore[overload-overlap]
     effects: tuple[Effect[A, E1, R1], Effect[B, E2, R2], Effect[C, E3, R3], Effect[D, E4, R4]],
     *,
     concurrency: Concurrency = None,
@@ -174,7 +188,9 @@ def all(
 def all(
     effects: Iterable[Effect[A, E, R]], *, concurrency: Concurrency = None
 ) -> Effect[list[A], E, R]: ...
-def all(effects: Iterable[Effect[Any, Any, Any]], *, concurrency: Concurrency = None) -> Effect[Any, Any, Any]:
+def all(
+    effects: Iterable[Effect[Any, Any, Any]], *, concurrency: Concurrency = None
+) -> Effect[Any, Any, Any]:
     """Run every effect and collect the values (a tuple for a tuple, else a list).
 
     Same rules as `for_each`: sequential by default, `concurrency=` for parallel, the
@@ -222,20 +238,27 @@ def race(left: Effect[A, E1, R1], right: Effect[B, E2, R2]) -> Effect[A | B, E1 
     return _race([left, right], first_completion=False, latest_first=False)
 
 
-def race_first(left: Effect[A, E1, R1], right: Effect[B, E2, R2]) -> Effect[A | B, E1 | E2, R1 | R2]:
+def race_first(
+    left: Effect[A, E1, R1], right: Effect[B, E2, R2]
+) -> Effect[A | B, E1 | E2, R1 | R2]:
     """See `Effect.race_first`: the first to end, success or failure, wins."""
     _check_effect(right, "race_first")
     return _race([left, right], first_completion=True, latest_first=False)
 
 
-def _race(effects: list[Effect[Any, Any, Any]], *, first_completion: bool, latest_first: bool) -> Effect[Any, Any, Any]:
+def _race(
+    effects: list[Effect[Any, Any, Any]], *, first_completion: bool, latest_first: bool
+) -> Effect[Any, Any, Any]:
     def start(parent: Fiber[Any, Any]) -> Effect[Any, Any, Any]:
         def register(_: Fiber[Any, Any], resume: Callable[[Effect[Any, Any, Any]], None]) -> None:
             fibers = [parent._fork(eff, False) for eff in effects]
             failures: list[Cause[Any]] = [Empty()] * len(fibers)
-            state = {"winner": None, "failed": 0}
+            winner: list[int] = []
+            failed_order: list[int] = []
 
-            def finish_after_losers(result: Effect[Any, Any, Any], losers: list[Fiber[Any, Any]]) -> None:
+            def finish_after_losers(
+                result: Effect[Any, Any, Any], losers: list[Fiber[Any, Any]]
+            ) -> None:
                 pending = len(losers)
                 if pending == 0:
                     resume(result)
@@ -253,37 +276,29 @@ def _race(effects: list[Effect[Any, Any, Any]], *, first_completion: bool, lates
                     loser._observe(loser_done)
 
             def on_exit(index: int, ex: Exit[Any, Any]) -> None:
-                if state["winner"] is not None:
+                if winner:
                     return
                 if isinstance(ex, Success) or first_completion:
-                    state["winner"] = index
+                    winner.append(index)
                     result: Effect[Any, Any, Any] = (
-                        _Succeed(ex.value) if isinstance(ex, Success) else _FailCause(ex.cause)  # type: ignore[union-attr]
+                        _Succeed(ex.value) if isinstance(ex, Success) else _FailCause(ex.cause)
                     )
-                    finish_after_losers(result, [f for i, f in enumerate(fibers) if i != index and not f.done])
+                    finish_after_losers(
+                        result, [f for i, f in enumerate(fibers) if i != index and not f.done]
+                    )
                     return
-                assert isinstance(ex, Failure)
                 failures[index] = ex.cause
-                state["failed"] += 1
-                if state["failed"] == len(fibers):
-                    state["winner"] = -1
+                failed_order.append(index)
+                if len(failed_order) == len(fibers):
+                    winner.append(-1)
                     combined: Cause[Any] = Empty()
-                    order = reversed(order_seen) if latest_first else range(len(fibers))
+                    order = reversed(failed_order) if latest_first else range(len(fibers))
                     for i in order:
                         combined = combined.both(failures[i])
                     resume(_FailCause(combined))
 
-            order_seen: list[int] = []
-
-            def observe(i: int) -> Callable[[Exit[Any, Any]], None]:
-                def cb(ex: Exit[Any, Any]) -> None:
-                    order_seen.append(i)
-                    on_exit(i, ex)
-
-                return cb
-
             for i, fiber in enumerate(fibers):
-                fiber._observe(observe(i))
+                fiber._observe(functools.partial(on_exit, i))
 
         return _Async(register)
 

@@ -13,9 +13,7 @@ from effect._effect import (
     Provider,
     UnknownException,
     _Async,
-    _check_effect,
     _FailCause,
-    _FlatMap,
     _GenEffect,
     _Mask,
     _Promise,
@@ -122,7 +120,9 @@ def sync(thunk: Callable[[], A]) -> Effect[A, Never, Never]:
 def try_(thunk: Callable[[], A]) -> Effect[A, UnknownException, Never]: ...
 @overload
 def try_(thunk: Callable[[], A], catch: Callable[[Exception], E]) -> Effect[A, E, Never]: ...
-def try_(thunk: Callable[[], A], catch: Callable[[Exception], Any] | None = None) -> Effect[A, Any, Never]:
+def try_(
+    thunk: Callable[[], A], catch: Callable[[Exception], Any] | None = None
+) -> Effect[A, Any, Never]:
     """Call `thunk()`; an exception it raises becomes the typed failure `catch(exc)`, or
     `UnknownException` without `catch`. If `catch` itself raises, that is a defect.
 
@@ -139,7 +139,9 @@ def try_(thunk: Callable[[], A], catch: Callable[[Exception], Any] | None = None
             return _Succeed(thunk())
         except Exception as exc:
             if catch is None:
-                return _FailCause(Fail(UnknownException(exc, "An unknown error occurred in Effect.try")))
+                return _FailCause(
+                    Fail(UnknownException(exc, "An unknown error occurred in Effect.try"))
+                )
             return _FailCause(Fail(catch(exc)))
 
     return _Suspend(attempt)
@@ -203,7 +205,9 @@ void: Effect[None, Never, Never] = _Succeed(None)
 """An effect that succeeds with None."""
 
 
-def _never_register(fiber: Fiber[Any, Any], resume: Callable[[Effect[Any, Any, Any]], None]) -> None:
+def _never_register(
+    fiber: Fiber[Any, Any], resume: Callable[[Effect[Any, Any, Any]], None]
+) -> None:
     return None
 
 
@@ -312,4 +316,3 @@ def provide_service(tag: type[Tag[I, S]], service: S) -> Provider[I]:
 
 def _name(fn: object) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
-

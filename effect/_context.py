@@ -33,7 +33,8 @@ class _TagMeta(type):
     def __iter__(cls: type[Tag[I, S]]) -> Generator[Effect[S, Never, I], Any, S]:  # type: ignore[misc]
         from effect._effect import service
 
-        return (yield service(cls))
+        found: S = yield service(cls)
+        return found
 
     def __repr__(cls) -> str:
         return f"<Tag {cls.__name__}>"

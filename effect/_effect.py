@@ -10,14 +10,14 @@ which only ever build nodes.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Generator, Iterable
-from typing import TYPE_CHECKING, Any, Generic, Never, TypeVar, cast, overload
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any, Generic, Never, TypeVar, cast
 
 from returns import result as _result
 from typing_extensions import TypeAliasType
 
 from effect._context import Context, Tag
-from effect._exit import Cause, Die, Empty, Exit, Fail, Failure, Success
+from effect._exit import Cause, Exit, Fail, Failure, Success
 
 if TYPE_CHECKING:
     from effect._fiber import Fiber
@@ -49,9 +49,7 @@ I = TypeVar("I")
 S = TypeVar("S")
 T = TypeVar("T")
 
-Gen = TypeAliasType(
-    "Gen", Generator["Effect[Any, E1, R1]", Any, A1], type_params=(A1, E1, R1)
-)
+Gen = TypeAliasType("Gen", Generator["Effect[Any, E1, R1]", Any, A1], type_params=(A1, E1, R1))
 """The type of an `fx.gen` body: `def body() -> fx.Gen[int, MyError, Tracker]: ...`."""
 
 
@@ -245,7 +243,7 @@ class Effect(Generic[A, E, R]):
             failures = cause.failures()
             if failures and not cause.is_die():
                 return _Succeed(_result.Failure(failures[0]))
-            return _FailCause(cast(Cause[Never], cause.failures_as_defects()))
+            return _FailCause(cause.failures_as_defects())
 
         return _Fold(self, on_failure, lambda a: _Succeed(_result.Success(a)))
 
@@ -263,13 +261,15 @@ class Effect(Generic[A, E, R]):
             failures = cause.failures()
             if failures and not cause.is_die():
                 return _Succeed(on_failure(failures[0]))
-            return _FailCause(cast(Cause[Never], cause.failures_as_defects()))
+            return _FailCause(cause.failures_as_defects())
 
         return _Fold(self, fail_case, lambda a: _Succeed(on_success(a)))
 
     # -- finalization ------------------------------------------------------------
 
-    def on_exit(self, cleanup: Callable[[Exit[A, E]], Effect[Any, E2, R2]]) -> Effect[A, E | E2, R | R2]:
+    def on_exit(
+        self, cleanup: Callable[[Exit[A, E]], Effect[Any, E2, R2]]
+    ) -> Effect[A, E | E2, R | R2]:
         """Run `cleanup(exit)` after this effect, on success, failure, defect and
         interruption, exactly once and uninterruptibly.
 
@@ -283,18 +283,26 @@ class Effect(Generic[A, E, R]):
             >>> fx.run_sync_exit(eff).is_failure(), seen[0].is_failure()
             (True, True)
         """
-        return _Mask(lambda restore: _Fold(
-            restore(self),
-            lambda cause: _FlatMap(cleanup(Failure(cause)).exit(), lambda cx: _after_cleanup_failed(cause, cx)),
-            lambda value: _FlatMap(cleanup(Success(value)).exit(), lambda cx: _after_cleanup_succeeded(value, cx)),
-        ))
+        return _Mask(
+            lambda restore: _Fold(
+                restore(self),
+                lambda cause: _FlatMap(
+                    cleanup(Failure(cause)).exit(), lambda cx: _after_cleanup_failed(cause, cx)
+                ),
+                lambda value: _FlatMap(
+                    cleanup(Success(value)).exit(), lambda cx: _after_cleanup_succeeded(value, cx)
+                ),
+            )
+        )
 
     def ensuring(self, finalizer: Effect[Any, E2, R2]) -> Effect[A, E | E2, R | R2]:
         """Run `finalizer` after this effect however it ends (see `on_exit`)."""
         _check_effect(finalizer, "ensuring")
         return self.on_exit(lambda _: finalizer)
 
-    def on_error(self, cleanup: Callable[[Cause[E]], Effect[Any, E2, R2]]) -> Effect[A, E | E2, R | R2]:
+    def on_error(
+        self, cleanup: Callable[[Cause[E]], Effect[Any, E2, R2]]
+    ) -> Effect[A, E | E2, R | R2]:
         """Run `cleanup(cause)` if this effect fails for any reason (interruption
         included); not on success."""
 
@@ -305,12 +313,18 @@ class Effect(Generic[A, E, R]):
 
         return self.on_exit(on_exit)
 
-    def on_interrupt(self, cleanup: Callable[[frozenset[int]], Effect[Any, E2, R2]]) -> Effect[A, E | E2, R | R2]:
+    def on_interrupt(
+        self, cleanup: Callable[[frozenset[int]], Effect[Any, E2, R2]]
+    ) -> Effect[A, E | E2, R | R2]:
         """Run `cleanup(interruptors)` only if this effect ends interrupted and nothing
         else (a cause mixing an interruption with a failure does not count)."""
 
         def on_exit(ex: Exit[A, E]) -> Effect[Any, E2, R2]:
-            if isinstance(ex, Failure) and ex.cause.is_interrupted() and ex.cause.is_interrupted_only():
+            if (
+                isinstance(ex, Failure)
+                and ex.cause.is_interrupted()
+                and ex.cause.is_interrupted_only()
+            ):
                 return cleanup(ex.cause.interruptors())
             return _VOID
 
@@ -328,7 +342,9 @@ class Effect(Generic[A, E, R]):
 
     # -- services ----------------------------------------------------------------
 
-    def provide_service(self: Effect[A1, E1, I], tag: type[Tag[I, S]], service: S) -> Effect[A1, E1, Never]:
+    def provide_service(
+        self: Effect[A1, E1, I], tag: type[Tag[I, S]], service: S
+    ) -> Effect[A1, E1, Never]:
         """Give this effect the service it needs under `tag`.
 
         Typed for an effect that needs only `tag`; to provide one service of several,
@@ -427,14 +443,16 @@ class Effect(Generic[A, E, R]):
         interruption are never retried."""
         from effect.schedule import retry
 
-        return retry(self, schedule, times=times, while_=while_, until=until)
+        retried: Effect[A, E, R] = retry(self, schedule, times=times, while_=while_, until=until)
+        return retried
 
     def repeat(self, schedule: Schedule[A, Any]) -> Effect[A, E, R]:
         """Run again after each success while `schedule` allows; succeed with the last
         value. `Schedule.recurs(3)` gives four runs."""
         from effect.schedule import repeat
 
-        return repeat(self, schedule)
+        repeated: Effect[A, E, R] = repeat(self, schedule)
+        return repeated
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__.lstrip('_')} effect>"
@@ -444,7 +462,9 @@ def _to_none(_: object) -> None:
     return None
 
 
-def _recover_with(f: Callable[[Any], Effect[Any, Any, Any]]) -> Callable[[Cause[Any]], Effect[Any, Any, Any]]:
+def _recover_with(
+    f: Callable[[Any], Effect[Any, Any, Any]],
+) -> Callable[[Cause[Any]], Effect[Any, Any, Any]]:
     # Rule 18: a cause with a defect is never handed to a typed handler; its failures
     # become defects so nothing is silently dropped.
     def handler(cause: Cause[Any]) -> Effect[Any, Any, Any]:
@@ -529,7 +549,7 @@ class _Suspend(Effect[A, E, R]):
 
 
 class _Map(Effect[A, E, R]):
-    __slots__ = ("inner", "f")
+    __slots__ = ("f", "inner")
     _op = OP_MAP
 
     def __init__(self, inner: Effect[Any, E, R], f: Callable[[Any], A]) -> None:
@@ -538,10 +558,12 @@ class _Map(Effect[A, E, R]):
 
 
 class _FlatMap(Effect[A, E, R]):
-    __slots__ = ("inner", "f")
+    __slots__ = ("f", "inner")
     _op = OP_FLAT_MAP
 
-    def __init__(self, inner: Effect[Any, Any, Any], f: Callable[[Any], Effect[A, Any, Any]]) -> None:
+    def __init__(
+        self, inner: Effect[Any, Any, Any], f: Callable[[Any], Effect[A, Any, Any]]
+    ) -> None:
         self.inner = inner
         self.f = f
 
@@ -578,7 +600,7 @@ class _Service(Effect[S, Never, I]):
 
 
 class _SetInterruptible(Effect[A, E, R]):
-    __slots__ = ("inner", "flag")
+    __slots__ = ("flag", "inner")
     _op = OP_SET_INTERRUPTIBLE
 
     def __init__(self, inner: Effect[A, E, R], flag: bool) -> None:
@@ -590,7 +612,10 @@ class _Mask(Effect[A, E, R]):
     __slots__ = ("body",)
     _op = OP_MASK
 
-    def __init__(self, body: Callable[[Callable[[Effect[Any, Any, Any]], Effect[Any, Any, Any]]], Effect[A, E, R]]) -> None:
+    def __init__(
+        self,
+        body: Callable[[Callable[[Effect[Any, Any, Any]], Effect[Any, Any, Any]]], Effect[A, E, R]],
+    ) -> None:
         self.body = body
 
 
@@ -606,13 +631,15 @@ class _Provide(Effect[A, E, R]):
     __slots__ = ("inner", "update")
     _op = OP_PROVIDE
 
-    def __init__(self, inner: Effect[A, E, Any], update: Callable[[Context[Any]], Context[Any]]) -> None:
+    def __init__(
+        self, inner: Effect[A, E, Any], update: Callable[[Context[Any]], Context[Any]]
+    ) -> None:
         self.inner = inner
         self.update = update
 
 
 class _Fork(Effect[Any, Never, R]):
-    __slots__ = ("inner", "daemon")
+    __slots__ = ("daemon", "inner")
     _op = OP_FORK
 
     def __init__(self, inner: Effect[Any, Any, R], daemon: bool) -> None:
@@ -637,7 +664,7 @@ class _Async(Effect[A, E, R]):
 
 
 class _Promise(Effect[A, E, Never]):
-    __slots__ = ("make", "catch", "label")
+    __slots__ = ("catch", "label", "make")
     _op = OP_PROMISE
 
     def __init__(
@@ -688,7 +715,7 @@ class Provider(Generic[I]):
 
     Made by `fx.provide_service(tag, impl)`; apply it with `eff.pipe(provider)`."""
 
-    __slots__ = ("_tag", "_service")
+    __slots__ = ("_service", "_tag")
 
     def __init__(self, tag: type[Tag[I, Any]], service: object) -> None:
         self._tag = tag
@@ -707,6 +734,22 @@ def service(tag: type[Tag[I, S]]) -> Effect[S, Never, I]:
 
 # Keep the names the interpreter imports in one place.
 NODE_TYPES = (
-    _Succeed, _FailCause, _Sync, _Suspend, _Map, _FlatMap, _Fold, _GenEffect, _Service,
-    _SetInterruptible, _Mask, _WithFiber, _Provide, _Fork, _Async, _Promise, _Sleep, _YieldNow,
+    _Succeed,
+    _FailCause,
+    _Sync,
+    _Suspend,
+    _Map,
+    _FlatMap,
+    _Fold,
+    _GenEffect,
+    _Service,
+    _SetInterruptible,
+    _Mask,
+    _WithFiber,
+    _Provide,
+    _Fork,
+    _Async,
+    _Promise,
+    _Sleep,
+    _YieldNow,
 )

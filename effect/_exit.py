@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Generic, Never, TypeVar
 
 import attrs
+from typing_extensions import TypeAliasType
 
 __all__ = [
     "Cause",
@@ -330,50 +331,46 @@ def _same_multiset(xs: list[Cause[Any]], ys: list[Cause[Any]]) -> bool:
     return True
 
 
-class Exit(Generic[A, E]):
-    """How an effect ended: `Success(value)` or `Failure(cause)`.
-
-    Example:
-        >>> import effect as fx
-        >>> match fx.run_sync_exit(fx.fail("boom")):
-        ...     case fx.Failure(cause): print(cause.failures())
-        ['boom']
-    """
-
-    __slots__ = ()
-
-    def is_success(self) -> bool:
-        return isinstance(self, Success)
-
-    def is_failure(self) -> bool:
-        return isinstance(self, Failure)
-
-    def is_interrupted(self) -> bool:
-        """True if this is a `Failure` whose cause contains an interruption anywhere."""
-        return isinstance(self, Failure) and self.cause.is_interrupted()
-
-    @staticmethod
-    def succeed(value: B) -> Exit[B, Never]:
-        return Success(value)
-
-    @staticmethod
-    def fail(error: E2) -> Exit[Never, E2]:
-        return Failure(Fail(error))
-
-    @staticmethod
-    def die(defect: BaseException) -> Exit[Never, Never]:
-        return Failure(Die(defect))
-
-
 @attrs.frozen(repr=True)
-class Success(Exit[A, Never]):
-    """The effect succeeded with `value`."""
+class Success(Generic[A]):
+    """The effect succeeded with `value`. One of the two cases of `Exit`."""
 
     value: A
 
+    def is_success(self) -> bool:
+        return True
+
+    def is_failure(self) -> bool:
+        return False
+
+    def is_interrupted(self) -> bool:
+        return False
+
 
 @attrs.frozen(repr=True)
-class Failure(Exit[Never, E]):
-    """The effect failed; `cause` says how."""
+class Failure(Generic[E]):
+    """The effect failed; `cause` says how. One of the two cases of `Exit`."""
 
     cause: Cause[E]
+
+    def is_success(self) -> bool:
+        return False
+
+    def is_failure(self) -> bool:
+        return True
+
+    def is_interrupted(self) -> bool:
+        """True if the cause contains an interruption anywhere (not only)."""
+        return self.cause.is_interrupted()
+
+
+Exit = TypeAliasType("Exit", Success[A] | Failure[E], type_params=(A, E))
+"""How an effect ended: `Success(value)` or `Failure(cause)`.
+
+Example:
+    >>> import effect as fx
+    >>> match fx.run_sync_exit(fx.fail("boom")):
+    ...     case fx.Failure(cause):
+    ...         print(cause.failures())
+    ['boom']
+"""

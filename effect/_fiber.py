@@ -75,7 +75,7 @@ _DONE = 3
 
 
 class _GenFrame:
-    __slots__ = ("gen", "body")
+    __slots__ = ("body", "gen")
     _op = OP_GEN_FRAME
 
     def __init__(self, gen: Generator[Any, Any, Any], body: object) -> None:
@@ -120,23 +120,23 @@ class Fiber(Generic[A, E]):
     """
 
     __slots__ = (
-        "id",
-        "_scheduler",
-        "_cur",
-        "_stack",
-        "_context",
-        "_interruptible",
-        "_interrupt_cause",
-        "_state",
-        "_epoch",
         "_canceler",
-        "_self_resuming",
-        "_exit",
-        "_observers",
         "_children",
+        "_context",
+        "_cur",
+        "_epoch",
+        "_exit",
+        "_interrupt_cause",
+        "_interruptible",
+        "_observers",
         "_parent",
-        "_resumed_inline",
         "_refs",
+        "_resumed_inline",
+        "_scheduler",
+        "_self_resuming",
+        "_stack",
+        "_state",
+        "id",
     )
 
     def __init__(
@@ -354,7 +354,9 @@ class Fiber(Generic[A, E]):
                         try:
                             value = self._context._services[cur.tag]
                         except KeyError:
-                            cur = _FailCause(Die(KeyError(f"Service not found: {cur.tag.__name__}")))
+                            cur = _FailCause(
+                                Die(KeyError(f"Service not found: {cur.tag.__name__}"))
+                            )
                             continue
                     elif op == OP_SET_INTERRUPTIBLE:
                         flag = cur.flag
@@ -456,7 +458,11 @@ class Fiber(Generic[A, E]):
                             return
                         raise TypeError(f"unknown frame {frame!r}")
             except Exception as exc:  # a defect raised by user code inside a step
-                if not isinstance(cur, Effect) and cur is not None and isinstance(exc, AttributeError):
+                if (
+                    not isinstance(cur, Effect)
+                    and cur is not None
+                    and isinstance(exc, AttributeError)
+                ):
                     exc = TypeError(f"expected an Effect, got {cur!r} of type {type(cur).__name__}")
                 cur = _FailCause(Die(exc))
 
@@ -465,7 +471,12 @@ class Fiber(Generic[A, E]):
         self._state = _READY
         self._scheduler.schedule(self)
 
-    def _suspend_on(self, register: Callable[[Fiber[Any, Any], Callable[[Effect[Any, Any, Any]], None]], Canceler | None]) -> bool:
+    def _suspend_on(
+        self,
+        register: Callable[
+            [Fiber[Any, Any], Callable[[Effect[Any, Any, Any]], None]], Canceler | None
+        ],
+    ) -> bool:
         """Suspend on an `_Async` node. Returns False if `register` resumed at once (the
         fiber then continues inline with `self._cur`)."""
         epoch = self._epoch
@@ -533,7 +544,9 @@ def _from_exit(exit: Exit[Any, Any]) -> Effect[Any, Any, Never]:
     return _FailCause(exit.cause)
 
 
-def _interrupt_children(fiber: Fiber[Any, Any], resume: Callable[[Effect[Any, Any, Any]], None]) -> None:
+def _interrupt_children(
+    fiber: Fiber[Any, Any], resume: Callable[[Effect[Any, Any, Any]], None]
+) -> None:
     children = list(fiber._children or ())
     remaining = len(children)
 

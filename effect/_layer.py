@@ -120,7 +120,9 @@ class Layer(Generic[ROut, E, RIn]):
 
     @overload
     @staticmethod
-    def merge(a: Layer[O1, E1, R1], b: Layer[O2, E2, R2], /) -> Layer[O1 | O2, E1 | E2, R1 | R2]: ...
+    def merge(
+        a: Layer[O1, E1, R1], b: Layer[O2, E2, R2], /
+    ) -> Layer[O1 | O2, E1 | E2, R1 | R2]: ...
     @overload
     @staticmethod
     def merge(
@@ -171,7 +173,7 @@ def _check_layer(value: object, where: str) -> None:
 
 
 class _Make(Layer[Any, Any, Any]):
-    __slots__ = ("tag", "make")
+    __slots__ = ("make", "tag")
 
     def __init__(self, tag: type[Tag[Any, Any]], make: Callable[[], Effect[Any, Any, Any]]) -> None:
         if not (isinstance(tag, type) and issubclass(tag, Tag)):
@@ -234,10 +236,14 @@ class _Fresh(Layer[Any, Any, Any]):
 
 
 class _ProvideTo(Layer[Any, Any, Any]):
-    __slots__ = ("layer", "dependency", "keep_dependency")
+    __slots__ = ("dependency", "keep_dependency", "layer")
 
     def __init__(
-        self, layer: Layer[Any, Any, Any], dependency: Layer[Any, Any, Any], *, keep_dependency: bool
+        self,
+        layer: Layer[Any, Any, Any],
+        dependency: Layer[Any, Any, Any],
+        *,
+        keep_dependency: bool,
     ) -> None:
         self.layer = layer
         self.dependency = dependency
@@ -245,7 +251,9 @@ class _ProvideTo(Layer[Any, Any, Any]):
 
     def _build(self, memo: MemoMap, scope: Scope) -> Effect[Context[Any], Any, Any]:
         def with_dependency(dep: Context[Any]) -> Effect[Context[Any], Any, Any]:
-            built = _Provide(memo.build(self.layer, scope), lambda ctx: ctx.merge(dep))
+            built: Effect[Context[Any], Any, Any] = _Provide(
+                memo.build(self.layer, scope), lambda ctx: ctx.merge(dep)
+            )
             return built.map(dep.merge) if self.keep_dependency else built
 
         return memo.build(self.dependency, scope).flat_map(with_dependency)
@@ -258,7 +266,9 @@ def provide_layer(effect: Effect[A, E1, Any], layer: Layer[Any, E2, R2]) -> Effe
 
     def run() -> Effect[A, E1 | E2, R2]:
         scope = Scope()
-        built = MemoMap().build(layer, scope)
-        return built.flat_map(lambda ctx: _Provide(effect, lambda outer: outer.merge(ctx))).on_exit(scope.close)
+        built: Effect[Context[Any], E2, R2] = MemoMap().build(layer, scope)
+        return built.flat_map(lambda ctx: _Provide(effect, lambda outer: outer.merge(ctx))).on_exit(
+            scope.close
+        )
 
     return _Suspend(run)

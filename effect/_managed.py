@@ -105,7 +105,9 @@ class ManagedRuntime(Generic[R, E]):
             assert self._driver_done is not None
             self._driver_done.set()
 
-    async def _run_fiber(self, effect: Effect[Any, Any, Any], context: Context[Any] | None) -> Exit[Any, Any]:
+    async def _run_fiber(
+        self, effect: Effect[Any, Any, Any], context: Context[Any] | None
+    ) -> Exit[Any, Any]:
         fiber: Fiber[Any, Any] = self._scheduler.spawn(effect, context)
         done = anyio.Event()
         fiber._observe(lambda _: done.set())

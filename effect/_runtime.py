@@ -50,9 +50,7 @@ class FiberFailure(Exception):
     def __init__(self, cause: Cause[Any]) -> None:
         self.cause = cause
         squashed = cause.squash()
-        message = (
-            "An error has occurred" if cause.is_interrupted_only() else _message(squashed)
-        )
+        message = "An error has occurred" if cause.is_interrupted_only() else _message(squashed)
         super().__init__(message)
         if isinstance(squashed, BaseException) and not cause.is_interrupted_only():
             self.__cause__ = squashed
@@ -85,7 +83,9 @@ class Scheduler:
 
     # -- fibers ------------------------------------------------------------------
 
-    def spawn(self, effect: Effect[Any, Any, Any], context: Context[Any] | None = None) -> Fiber[Any, Any]:
+    def spawn(
+        self, effect: Effect[Any, Any, Any], context: Context[Any] | None = None
+    ) -> Fiber[Any, Any]:
         """Start `effect` on a new root fiber (not supervised by any fiber)."""
         fiber: Fiber[Any, Any] = Fiber(self, effect, context or Context.empty(), True)
         self.add_root(fiber)
@@ -130,10 +130,17 @@ class Scheduler:
 
     def start_promise(self, fiber: Fiber[Any, Any], epoch: int, node: _Promise[Any, Any]) -> None:
         if self._task_group is None:
-            fiber._resume(epoch, _FailCause(Die(AsyncFiberError(
-                f"Fiber #{fiber.id} cannot be resolved synchronously: it reached "
-                f"{node.label}, which needs an event loop; use `await fx.run(...)`"
-            ))))
+            fiber._resume(
+                epoch,
+                _FailCause(
+                    Die(
+                        AsyncFiberError(
+                            f"Fiber #{fiber.id} cannot be resolved synchronously: it reached "
+                            f"{node.label}, which needs an event loop; use `await fx.run(...)`"
+                        )
+                    )
+                ),
+            )
             return
         scope = anyio.CancelScope()
         fiber._canceler = scope.cancel
@@ -141,10 +148,17 @@ class Scheduler:
 
     def start_sleep(self, fiber: Fiber[Any, Any], epoch: int, seconds: float) -> None:
         if self._task_group is None:
-            fiber._resume(epoch, _FailCause(Die(AsyncFiberError(
-                f"Fiber #{fiber.id} cannot be resolved synchronously: it reached "
-                f"fx.sleep({seconds}), which needs an event loop; use `await fx.run(...)`"
-            ))))
+            fiber._resume(
+                epoch,
+                _FailCause(
+                    Die(
+                        AsyncFiberError(
+                            f"Fiber #{fiber.id} cannot be resolved synchronously: it reached "
+                            f"fx.sleep({seconds}), which needs an event loop; use `await fx.run(...)`"
+                        )
+                    )
+                ),
+            )
             return
         deadline = anyio.current_time() + seconds
         self._timer_seq += 1
@@ -249,7 +263,9 @@ def _fail_leaf(error: object) -> Cause[Any]:
     return Fail(error)
 
 
-async def run_exit(effect: Effect[A, E, Never], *, context: Context[Any] | None = None) -> Exit[A, E]:
+async def run_exit(
+    effect: Effect[A, E, Never], *, context: Context[Any] | None = None
+) -> Exit[A, E]:
     """Run `effect` on the current event loop and return its `Exit`; never raises for
     the effect's failures.
 
@@ -297,7 +313,9 @@ async def run(effect: Effect[A, E, Never], *, context: Context[Any] | None = Non
     return _value_or_raise(await run_exit(effect, context=context))
 
 
-def run_sync_exit(effect: Effect[A, E, Never], *, context: Context[Any] | None = None) -> Exit[A, E]:
+def run_sync_exit(
+    effect: Effect[A, E, Never], *, context: Context[Any] | None = None
+) -> Exit[A, E]:
     """Run `effect` without an event loop and return its `Exit`.
 
     A step that needs one (`fx.promise`, a real-clock `fx.sleep`) fails the fiber with
@@ -319,7 +337,9 @@ def run_sync_exit(effect: Effect[A, E, Never], *, context: Context[Any] | None =
     scheduler.drive_sync()
     exit = main.poll()
     if exit is None:
-        return Failure(Die(AsyncFiberError(f"Fiber #{main.id} could not be finished synchronously")))
+        return Failure(
+            Die(AsyncFiberError(f"Fiber #{main.id} could not be finished synchronously"))
+        )
     return exit
 
 

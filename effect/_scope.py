@@ -18,7 +18,6 @@ from effect._effect import (
     _check_effect,
     _FailCause,
     _FlatMap,
-    _Fold,
     _Mask,
     _Provide,
     _Service,
@@ -27,7 +26,7 @@ from effect._effect import (
     _Suspend,
     _WithFiber,
 )
-from effect._exit import Cause, Empty, Exit, Failure, Parallel, Success
+from effect._exit import Cause, Empty, Exit, Failure, Parallel
 from effect._fiber import Fiber
 
 __all__ = [
@@ -72,13 +71,13 @@ class Scope(Tag["Scope", "Scope"]):
         >>> prog = (
         ...     scope.add_finalizer(lambda ex: fx.sync(lambda: log.append("a")))
         ...     .and_then(scope.add_finalizer(lambda ex: fx.sync(lambda: log.append("b"))))
-        ...     .and_then(scope.close(fx.Exit.succeed(None)))
+        ...     .and_then(scope.close(fx.Success(None)))
         ... )
         >>> fx.run_sync(prog); log
         ['b', 'a']
     """
 
-    __slots__ = ("_finalizers", "_closed", "_strategy")
+    __slots__ = ("_closed", "_finalizers", "_strategy")
 
     def __init__(self, strategy: Strategy = "sequential") -> None:
         if strategy not in ("sequential", "parallel"):
@@ -178,7 +177,9 @@ def _remove_key(scope: Scope, key: int) -> Effect[None, Never, Never]:
     return _VOID
 
 
-def _run_finalizer(finalizer: Finalizer, exit: Exit[Any, Any]) -> Effect[Exit[Any, Any], Never, Never]:
+def _run_finalizer(
+    finalizer: Finalizer, exit: Exit[Any, Any]
+) -> Effect[Exit[Any, Any], Never, Never]:
     # Each finalizer runs through `exit()` so that its failure, or a defect raised
     # while building its effect, cannot stop the ones after it.
     def build() -> Effect[Any, Any, Never]:
@@ -189,7 +190,9 @@ def _run_finalizer(finalizer: Finalizer, exit: Exit[Any, Any]) -> Effect[Exit[An
     return _Suspend(build).exit()
 
 
-def _close_sequential(finalizers: list[Finalizer], exit: Exit[Any, Any]) -> Effect[None, Never, Never]:
+def _close_sequential(
+    finalizers: list[Finalizer], exit: Exit[Any, Any]
+) -> Effect[None, Never, Never]:
     causes: list[Cause[Any]] = []
     iterator = iter(finalizers)
 
@@ -211,17 +214,23 @@ def _close_sequential(finalizers: list[Finalizer], exit: Exit[Any, Any]) -> Effe
     return step()
 
 
-def _close_parallel(finalizers: list[Finalizer], exit: Exit[Any, Any]) -> Effect[None, Never, Never]:
+def _close_parallel(
+    finalizers: list[Finalizer], exit: Exit[Any, Any]
+) -> Effect[None, Never, Never]:
     from effect._concurrency import for_each
 
     def combine(exits: list[Exit[Any, Any]]) -> Effect[None, Never, Never]:
         combined: Cause[Any] = Empty()
         for ex in exits:
             if isinstance(ex, Failure):
-                combined = Parallel(combined, ex.cause) if not combined.is_empty_node() else ex.cause
+                combined = (
+                    Parallel(combined, ex.cause) if not combined.is_empty_node() else ex.cause
+                )
         return _VOID if combined.is_empty_node() else _FailCause(combined)
 
-    return for_each(finalizers, lambda f: _run_finalizer(f, exit), concurrency="unbounded").flat_map(combine)
+    return for_each(
+        finalizers, lambda f: _run_finalizer(f, exit), concurrency="unbounded"
+    ).flat_map(combine)
 
 
 def add_finalizer(finalizer: Finalizer) -> Effect[None, Never, Scope]:
@@ -291,8 +300,12 @@ def acquire_use_release(
     """
     _check_effect(acquire, "acquire_use_release")
 
-    def body(restore: Callable[[Effect[Any, Any, Any]], Effect[Any, Any, Any]]) -> Effect[Any, Any, Any]:
-        return _FlatMap(acquire, lambda a: restore(_Suspend(lambda: use(a))).on_exit(lambda ex: release(a, ex)))
+    def body(
+        restore: Callable[[Effect[Any, Any, Any]], Effect[Any, Any, Any]],
+    ) -> Effect[Any, Any, Any]:
+        return _FlatMap(
+            acquire, lambda a: restore(_Suspend(lambda: use(a))).on_exit(lambda ex: release(a, ex))
+        )
 
     return _Mask(body)
 
@@ -335,4 +348,3 @@ def fork_in(effect: Effect[A, E, R], scope: Scope) -> Effect[Fiber[A, E], Never,
 def fork_scoped(effect: Effect[A, E, R]) -> Effect[Fiber[A, E], Never, R | Scope]:
     """Fork `effect` on a fiber that lives as long as the current `Scope`."""
     return _FlatMap(_Service(Scope), lambda scope: fork_in(effect, scope))
-
