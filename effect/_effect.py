@@ -103,11 +103,13 @@ OP_ASYNC = 14
 OP_PROMISE = 15
 OP_SLEEP = 16
 OP_YIELD = 17
+OP_LOCALLY = 18
 # frame-only codes
 OP_GEN_FRAME = 20
 OP_RESTORE_INTERRUPTIBLE = 21
 OP_RESTORE_CONTEXT = 22
 OP_DELIVER = 23
+OP_RESTORE_REFS = 24
 
 
 class Effect(Generic[A, E, R]):
@@ -684,6 +686,34 @@ class _Sleep(Effect[None, Never, Never]):
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
+
+
+class _Locally(Effect[A, E, R]):
+    """Run `inner` with the fiber-local value under `key` set to `update(old)`
+    (`old` is None when unset), restoring the previous values afterwards."""
+
+    __slots__ = ("inner", "key", "update")
+    _op = OP_LOCALLY
+
+    def __init__(self, inner: Effect[A, E, R], key: object, update: Callable[[Any], Any]) -> None:
+        self.inner = inner
+        self.key = key
+        self.update = update
+
+
+def locally(
+    effect: Effect[A1, E1, R1], key: object, update: Callable[[Any], Any]
+) -> Effect[A1, E1, R1]:
+    """Run `effect` with the fiber-local value under `key` replaced by `update(old)`.
+    Forked fibers inherit the values current at fork. Used by logging (annotations,
+    spans); `key` should be a private sentinel object."""
+    _check_effect(effect, "locally")
+    return _Locally(effect, key, update)
+
+
+def get_local(key: object) -> Effect[Any, Never, Never]:
+    """The fiber-local value under `key`, or None."""
+    return _WithFiber(lambda fiber: _Succeed(fiber._refs.get(key)))
 
 
 class _YieldNow(Effect[None, Never, Never]):

@@ -26,12 +26,14 @@ from effect._effect import (
     OP_FORK,
     OP_GEN,
     OP_GEN_FRAME,
+    OP_LOCALLY,
     OP_MAP,
     OP_MASK,
     OP_PROMISE,
     OP_PROVIDE,
     OP_RESTORE_CONTEXT,
     OP_RESTORE_INTERRUPTIBLE,
+    OP_RESTORE_REFS,
     OP_SERVICE,
     OP_SET_INTERRUPTIBLE,
     OP_SLEEP,
@@ -97,6 +99,14 @@ class _RestoreContext:
 
     def __init__(self, context: Context[Any]) -> None:
         self.context = context
+
+
+class _RestoreRefs:
+    __slots__ = ("refs",)
+    _op = OP_RESTORE_REFS
+
+    def __init__(self, refs: dict[object, object]) -> None:
+        self.refs = refs
 
 
 class _Deliver:
@@ -311,6 +321,8 @@ class Fiber(Generic[A, E]):
                                 cause = _close_generator(frame, cause)
                             elif fop == OP_RESTORE_CONTEXT:
                                 self._context = frame.context
+                            elif fop == OP_RESTORE_REFS:
+                                self._refs = frame.refs
                             elif fop == OP_DELIVER:
                                 self._stack = stack
                                 self._complete(frame.exit)
@@ -379,6 +391,12 @@ class Fiber(Generic[A, E]):
                     elif op == OP_PROVIDE:
                         push(_RestoreContext(self._context))
                         self._context = cur.update(self._context)
+                        cur = cur.inner
+                        continue
+                    elif op == OP_LOCALLY:
+                        refs = self._refs
+                        push(_RestoreRefs(refs))
+                        self._refs = {**refs, cur.key: cur.update(refs.get(cur.key))}
                         cur = cur.inner
                         continue
                     elif op == OP_FORK:
@@ -452,6 +470,9 @@ class Fiber(Generic[A, E]):
                             continue
                         if fop == OP_RESTORE_CONTEXT:
                             self._context = frame.context
+                            continue
+                        if fop == OP_RESTORE_REFS:
+                            self._refs = frame.refs
                             continue
                         if fop == OP_DELIVER:
                             self._complete(frame.exit)
