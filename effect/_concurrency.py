@@ -18,6 +18,7 @@ from effect._effect import (
     _check_effect,
     _FailCause,
     _FlatMap,
+    _SetInterruptible,
     _Succeed,
     _Suspend,
     _WithFiber,
@@ -251,7 +252,10 @@ def _race(
 ) -> Effect[Any, Any, Any]:
     def start(parent: Fiber[Any, Any]) -> Effect[Any, Any, Any]:
         def register(_: Fiber[Any, Any], resume: Callable[[Effect[Any, Any, Any]], None]) -> None:
-            fibers = [parent._fork(eff, False) for eff in effects]
+            # Contestants are interruptible even when the race runs in an
+            # uninterruptible region (a finalizer, say): a race must be able to stop
+            # its loser. An effect marked `uninterruptible()` still runs to its end.
+            fibers = [parent._fork(_SetInterruptible(eff, True), False) for eff in effects]
             failures: list[Cause[Any]] = [Empty()] * len(fibers)
             winner: list[int] = []
             failed_order: list[int] = []

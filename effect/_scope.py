@@ -333,8 +333,13 @@ def fork_in(effect: Effect[A, E, R], scope: Scope) -> Effect[Fiber[A, E], Never,
     closing the scope interrupts the fiber and waits for it; if the fiber ends first
     its finalizer is removed; a closed scope interrupts it at once."""
 
-    def start(parent: Fiber[Any, Any]) -> Effect[Fiber[A, E], Never, R]:
-        child: Fiber[A, E] = parent._fork(effect, True)
+    def start(
+        parent: Fiber[Any, Any], restore: Callable[[Effect[Any, Any, Any]], Effect[Any, Any, Any]]
+    ) -> Effect[Fiber[A, E], Never, R]:
+        # The fork and the registration happen uninterruptibly (no fiber can escape
+        # its scope), but the child runs with the caller's interruptibility, so the
+        # scope's close can interrupt it.
+        child: Fiber[A, E] = parent._fork(restore(effect), True)
         key = scope._add(lambda _: child.interrupt())
         if key is None:
             child._signal_interrupt(parent.id)
@@ -342,7 +347,7 @@ def fork_in(effect: Effect[A, E, R], scope: Scope) -> Effect[Fiber[A, E], Never,
             child._observe(lambda _: scope._remove(key))
         return _Succeed(child)
 
-    return _SetInterruptible(_WithFiber(start), False)
+    return _Mask(lambda restore: _WithFiber(lambda parent: start(parent, restore)))
 
 
 def fork_scoped(effect: Effect[A, E, R]) -> Effect[Fiber[A, E], Never, R | Scope]:
