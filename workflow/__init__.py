@@ -1,0 +1,1 @@
+"""A durable workflow engine whose primitives are effects."""
