@@ -1,0 +1,1 @@
+"""Tracker backends. Use the layer functions in `tracker` rather than these classes."""
