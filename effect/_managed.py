@@ -157,6 +157,21 @@ class ManagedRuntime(Generic[R, E]):
         assert isinstance(built, Success)
         return await self._run_fiber(effect, built.value)
 
+    async def fork(self, effect: Effect[A, E2, R]) -> Fiber[A, E | E2]:
+        """Start `effect` on a new fiber of this runtime and return at once. The fiber
+        runs in the background, with the layer's services, until it ends or the
+        runtime shuts down (it is interrupted on leaving the `async with` block).
+        Wait for it with `await rt.run(fiber.join())`."""
+        _check_effect(effect, "ManagedRuntime.fork")
+        self._check_usable()
+        built = await self._context()
+        if isinstance(built, Failure):
+            from effect._constructors import fail_cause
+
+            return self._scheduler.spawn(fail_cause(built.cause), None)
+        assert isinstance(built, Success)
+        return self._scheduler.spawn(effect, built.value)
+
     async def run(self, effect: Effect[A, E2, R]) -> A:
         """Run `effect` and return its value, or raise `FiberFailure`."""
         return _value_or_raise(await self.run_exit(effect))

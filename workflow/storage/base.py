@@ -85,7 +85,10 @@ ALLOWED_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = types.MappingPro
         ),
         RunStatus.PAUSED: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED}),
         RunStatus.COMPLETED: frozenset(),
-        RunStatus.FAILED: frozenset(),
+        # `Engine.resume` runs again a run that failed because of infrastructure
+        # (storage, encoding) once the cause is fixed. It is the one way out of a
+        # final status; completed steps are not run again.
+        RunStatus.FAILED: frozenset({RunStatus.RUNNING}),
         RunStatus.CANCELLED: frozenset(),
     }
 )

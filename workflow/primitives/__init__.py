@@ -1,0 +1,1 @@
+"""The durable primitives of a workflow: each one is an effect."""
