@@ -64,6 +64,26 @@ from effect._scope import (
     scoped,
 )
 from effect.clock import Clock, ClockService, now, sleep
+from effect.deferred import Deferred
+from effect.logging import (
+    Logger,
+    LoggerService,
+    LogLevel,
+    StdlibLogger,
+    annotate_logs,
+    log,
+    log_debug,
+    log_error,
+    log_info,
+    log_warning,
+    log_with_level,
+    with_log_span,
+    with_minimum_log_level,
+)
+from effect.queue import Queue
+from effect.ref import Ref
+from effect.schedule import Schedule, retry_or_else
+from effect.semaphore import Semaphore
 
 __all__ = [
     "AsyncFiberError",
@@ -71,6 +91,7 @@ __all__ = [
     "Clock",
     "ClockService",
     "Context",
+    "Deferred",
     "Die",
     "Effect",
     "Empty",
@@ -84,13 +105,21 @@ __all__ = [
     "Interrupt",
     "InterruptedException",
     "Layer",
+    "LogLevel",
+    "Logger",
+    "LoggerService",
     "ManagedRuntime",
     "Never",
     "Parallel",
     "Provider",
+    "Queue",
+    "Ref",
     "RuntimeDisposedError",
+    "Schedule",
     "Scope",
+    "Semaphore",
     "Sequential",
+    "StdlibLogger",
     "Success",
     "Tag",
     "TimeoutException",
@@ -99,6 +128,7 @@ __all__ = [
     "acquire_use_release",
     "add_finalizer",
     "all",
+    "annotate_logs",
     "async_",
     "die",
     "die_message",
@@ -112,6 +142,12 @@ __all__ = [
     "from_exit",
     "gen",
     "interrupt",
+    "log",
+    "log_debug",
+    "log_error",
+    "log_info",
+    "log_warning",
+    "log_with_level",
     "never",
     "now",
     "promise",
@@ -119,6 +155,7 @@ __all__ = [
     "race",
     "race_all",
     "race_first",
+    "retry_or_else",
     "run",
     "run_exit",
     "run_sync",
@@ -133,5 +170,7 @@ __all__ = [
     "try_promise",
     "uninterruptible_mask",
     "void",
+    "with_log_span",
+    "with_minimum_log_level",
     "yield_now",
 ]

@@ -381,8 +381,7 @@ class Fiber(Generic[A, E]):
                         cur = cur.inner
                         continue
                     elif op == OP_MASK:
-                        outer = self._interruptible
-                        body = cur.body(lambda eff: _SetInterruptible(eff, outer))
+                        body = cur.body(_restorer(self._interruptible))
                         cur = _SetInterruptible(body, False)
                         continue
                     elif op == OP_WITH_FIBER:
@@ -563,6 +562,13 @@ def _from_exit(exit: Exit[Any, Any]) -> Effect[Any, Any, Never]:
         return _Succeed(exit.value)
     assert isinstance(exit, Failure)
     return _FailCause(exit.cause)
+
+
+def _restorer(outer: bool) -> Callable[[Effect[Any, Any, Any]], Effect[Any, Any, Any]]:
+    """The `restore` of a mask: runs an effect with the interruptibility `outer` that
+    was in force when the mask began (a closure over a value, not over a variable
+    of the loop, which later masks reassign)."""
+    return lambda eff: _SetInterruptible(eff, outer)
 
 
 def _interrupt_children(
