@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, Any, Generic, Never, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Never, TypeVar, cast, overload
 
 from returns import result as _result
 from typing_extensions import TypeAliasType
@@ -179,10 +179,23 @@ class Effect(Generic[A, E, R]):
         _check_effect(that, "zip_left")
         return _FlatMap(self, lambda a: _Map(that, lambda _: a))
 
+    @overload
+    def pipe(self, f1: Callable[[Effect[A, E, R]], B], /) -> B: ...
+    @overload
+    def pipe(self, f1: Callable[[Effect[A, E, R]], B], f2: Callable[[B], C], /) -> C: ...
+    @overload
+    def pipe(
+        self, f1: Callable[[Effect[A, E, R]], B], f2: Callable[[B], C], f3: Callable[[C], D], /
+    ) -> D: ...
     def pipe(self, *fns: Callable[[Any], Any]) -> Any:
-        """`eff.pipe(f, g)` is `g(f(eff))`: apply functions left to right.
+        """`eff.pipe(f, g)` is `g(f(eff))`: apply functions left to right (typed for up
+        to three; chain `.pipe(...)` calls for more).
 
-        Typed precisely for one function; chain `.pipe(...)` calls to keep types."""
+        Examples:
+            >>> import effect as fx
+            >>> fx.run_sync(fx.succeed(2).pipe(lambda e: e.map(lambda n: n + 1)))
+            3
+        """
         value: Any = self
         for fn in fns:
             value = fn(value)
@@ -751,7 +764,13 @@ class Provider(Generic[I]):
         self._tag = tag
         self._service = service
 
-    def __call__(self, effect: Effect[A1, E1, I | R1]) -> Effect[A1, E1, R1]:
+    # The first overload covers an effect needing only this tag: matching `I` against
+    # `I | R1` would leave R1 unsolved.
+    @overload
+    def __call__(self, effect: Effect[A1, E1, I]) -> Effect[A1, E1, Never]: ...
+    @overload
+    def __call__(self, effect: Effect[A1, E1, I | R1]) -> Effect[A1, E1, R1]: ...
+    def __call__(self, effect: Effect[A1, E1, Any]) -> Effect[A1, E1, Any]:
         tag, service = self._tag, self._service
         return _Provide(effect, lambda ctx: ctx.add(tag, service))
 

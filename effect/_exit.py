@@ -271,9 +271,16 @@ def _render_error(error: object) -> str:
 
 
 def _message(error: object) -> str:
+    # Rule 9: the value itself if a string, else its `message`, else a user-defined
+    # `__str__`, else its repr (Python's stand-in for Effect-TS's JSON rendering).
     if isinstance(error, str):
         return error
     if isinstance(error, BaseException):
+        return str(error)
+    message = getattr(error, "message", None)
+    if isinstance(message, str):
+        return message
+    if type(error).__str__ is not object.__str__:
         return str(error)
     return repr(error)
 

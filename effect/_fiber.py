@@ -306,10 +306,13 @@ class Fiber(Generic[A, E]):
                             frame = pop()
                             fop = frame._op
                             if fop == OP_FOLD:
-                                if frame.on_failure is None or (
-                                    self._interruptible and self._interrupt_cause is not None
-                                ):
-                                    continue  # rule 21: external interruption is not caught
+                                if frame.on_failure is None:
+                                    continue
+                                if self._interruptible and self._interrupt_cause is not None:
+                                    # Rule 21: an interrupted fiber skips the handler,
+                                    # and the typed failures it would have seen go too.
+                                    cause = cause.strip_failures()
+                                    continue
                                 cur = frame.on_failure(cause)
                                 break
                             if fop == OP_RESTORE_INTERRUPTIBLE:
@@ -479,10 +482,12 @@ class Fiber(Generic[A, E]):
                         raise TypeError(f"unknown frame {frame!r}")
             except Exception as exc:  # a defect raised by user code inside a step
                 if (
-                    not isinstance(cur, Effect)
-                    and cur is not None
-                    and isinstance(exc, AttributeError)
+                    isinstance(exc, AttributeError)
+                    and exc.name == "_op"
+                    and exc.obj is cur
+                    and not isinstance(cur, Effect)
                 ):
+                    # A callback returned something that is not an effect.
                     exc = TypeError(f"expected an Effect, got {cur!r} of type {type(cur).__name__}")
                 cur = _FailCause(Die(exc))
 

@@ -105,8 +105,14 @@ class Layer(Generic[ROut, E, RIn]):
         _check_effect(effect, "Layer.effect")
         return _Make(tag, lambda: effect)
 
+    @overload
     @staticmethod
-    def scoped(tag: type[Tag[I, S]], effect: Effect[S, E2, Scope | R2]) -> Layer[I, E2, R2]:
+    def scoped(tag: type[Tag[I, S]], effect: Effect[S, E2, Scope]) -> Layer[I, E2, Never]: ...
+    @overload
+    @staticmethod
+    def scoped(tag: type[Tag[I, S]], effect: Effect[S, E2, Scope | R2]) -> Layer[I, E2, R2]: ...
+    @staticmethod
+    def scoped(tag: type[Tag[I, S]], effect: Effect[S, E2, Any]) -> Layer[I, E2, Any]:
         """A layer whose `effect` runs with the layer's `Scope`: what it acquires (with
         `acquire_release`, `fork_scoped`, `add_finalizer`) lives as long as the layer
         and is released, in reverse order, when the layer's scope closes."""
@@ -118,6 +124,18 @@ class Layer(Generic[ROut, E, RIn]):
         """A layer whose build fails with `error`."""
         return _Fail(error)
 
+    # Pyright cannot solve `E1 | E2` when both are Never (it reports Unknown), so the
+    # common case of layers that neither fail nor need anything has its own overloads.
+    @overload
+    @staticmethod
+    def merge(
+        a: Layer[O1, Never, Never], b: Layer[O2, Never, Never], /
+    ) -> Layer[O1 | O2, Never, Never]: ...
+    @overload
+    @staticmethod
+    def merge(
+        a: Layer[O1, Never, Never], b: Layer[O2, Never, Never], c: Layer[O3, Never, Never], /
+    ) -> Layer[O1 | O2 | O3, Never, Never]: ...
     @overload
     @staticmethod
     def merge(

@@ -91,7 +91,11 @@ class ManagedRuntime(Generic[R, E]):
             assert self._driver_done is not None
             await self._driver_done.wait()
         assert self._task_group is not None
-        return await self._task_group.__aexit__(exc_type, exc, tb)
+        # The driver has finished, so the group holds nothing that could fail: exit it
+        # clean and let the block's own exception (if any) propagate as it is, not
+        # wrapped in an ExceptionGroup.
+        await self._task_group.__aexit__(None, None, None)
+        return None
 
     async def _drive(self) -> None:
         scheduler = self._scheduler
@@ -99,8 +103,12 @@ class ManagedRuntime(Generic[R, E]):
         async def body() -> None:
             await scheduler.drive(lambda: self._stopping and not scheduler.roots)
 
+        # Shielded: the driver stops when the runtime is left, not when the scope
+        # around the `async with` is cancelled (that cancellation reaches the block,
+        # whose exit then shuts the runtime down through this very driver).
         try:
-            await scheduler.host(body)
+            with anyio.CancelScope(shield=True):
+                await scheduler.host(body)
         finally:
             assert self._driver_done is not None
             self._driver_done.set()
@@ -131,7 +139,12 @@ class ManagedRuntime(Generic[R, E]):
             return self._built
         self._building = anyio.Event()
         try:
-            self._built = await self._run_fiber(self._layer.build(self._scope), None)
+            built = await self._run_fiber(self._layer.build(self._scope), None)
+            if isinstance(built, Failure):
+                # Rule 68: what the failed build already acquired is released now,
+                # with the failure; the failure itself is kept for every run (R80).
+                await self._run_fiber(self._scope.close(built), None)
+            self._built = built
         finally:
             self._building.set()
         return self._built

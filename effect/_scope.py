@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from typing import Any, Literal, Never, TypeVar
+from typing import Any, Literal, Never, TypeVar, overload
 
 from effect._context import Tag
 from effect._effect import (
@@ -310,7 +310,11 @@ def acquire_use_release(
     return _Mask(body)
 
 
-def scoped(effect: Effect[A, E, Scope | R]) -> Effect[A, E, R]:
+@overload
+def scoped(effect: Effect[A, E, Scope]) -> Effect[A, E, Never]: ...
+@overload
+def scoped(effect: Effect[A, E, Scope | R]) -> Effect[A, E, R]: ...
+def scoped(effect: Effect[A, E, Any]) -> Effect[A, E, Any]:
     """Run `effect` with a fresh `Scope` and close it when `effect` ends, with
     `effect`'s exit (uninterruptibly). Removes `Scope` from the requirements.
 
