@@ -180,7 +180,21 @@ class Engine:
         await self._runtime.__aenter__()
         self._background.append(await self._runtime.fork(self._scheduler_loop()))
         self._background.append(await self._runtime.fork(self._dispatch_loop()))
+        await self._recover_own_runs()
         return self
+
+    async def _recover_own_runs(self) -> None:
+        """Runs still leased to this owner id belong to a previous process with the
+        same id that died: recover them now instead of waiting out the lease."""
+        try:
+            owned = self.storage.renew_leases(self.owner, self._clock.now(), self._lease_ttl)
+        except Exception as exc:
+            _log.warning("could not look up runs leased to %s: %s", self.owner, exc)
+            return
+        for run_id in owned:
+            record = self.storage.get_run(run_id)
+            if record is not None and record.workflow_name in self._workflows:
+                await self._runtime.run(self._launch(record))
 
     async def __aexit__(self, *exc_info: object) -> None:
         with anyio.CancelScope(shield=True):
@@ -205,11 +219,35 @@ class Engine:
         *,
         id: str | None = None,
     ) -> str:
-        """Start a run of `workflow` with `input` and return its id at once.
+        """Start a run of `workflow` with `input` here and return its id at once.
 
         `id` is an idempotency key: starting with an id that exists starts nothing
         and returns it. The input is encoded first; an input the codec cannot store
         raises `codec.EncodeError` and nothing is written."""
+        run_id, created = self._insert(workflow, input, id)
+        if created:
+            await self._claim_and_execute(run_id)
+        return run_id
+
+    async def submit(
+        self,
+        workflow: Workflow[Any, Any, Any] | str,
+        input: object = None,
+        *,
+        id: str | None = None,
+    ) -> str:
+        """Queue a run without executing it here: whichever engine serving `workflow`
+        claims it first runs it (this one too, at its next scheduling round). Same
+        idempotency and input rules as `start`."""
+        run_id, _ = self._insert(workflow, input, id)
+        self._scheduler_signal.notify()
+        return run_id
+
+    def _insert(
+        self, workflow: Workflow[Any, Any, Any] | str, input: object, id: str | None
+    ) -> tuple[str, bool]:
+        """Write a queued run and its `workflow.queued` event; (run id, whether it was
+        created rather than found)."""
         wf = self._workflow(workflow)
         input_json = codec.encode(input)
         run_id = id or uuid.uuid4().hex
@@ -235,11 +273,10 @@ class Engine:
                     f"run {run_id!r} exists for workflow {existing.workflow_name!r}, "
                     f"not {wf.name!r}"
                 ) from None
-            return run_id
+            return run_id, False
         self._finished.setdefault(run_id, anyio.Event())
         self._outbox_signal.notify()
-        await self._claim_and_execute(run_id)
-        return run_id
+        return run_id, True
 
     async def result(self, run_id: str, *, timeout: float | None = None) -> Any:
         """Wait for the run to end and return its result; raise `WorkflowFailedError` or
@@ -698,7 +735,8 @@ class Engine:
                 return fx.void
             launches: builtins.list[fx.Effect[None, Never, Never]] = []
             for record in candidates:
-                if record.run_id in self._running:
+                # Runs of workflows this engine does not serve belong to other engines.
+                if record.run_id in self._running or record.workflow_name not in self._workflows:
                     continue
                 try:
                     claimed = self.storage.try_claim(
