@@ -23,7 +23,7 @@ from effect._effect import (
     _Suspend,
     _WithFiber,
 )
-from effect._exit import Cause, Die, Empty, Exit, Failure, Success
+from effect._exit import Cause, Die, Empty, Exit, Success
 from effect._fiber import Fiber
 
 __all__ = ["all", "for_each", "race", "race_all", "race_first", "timeout"]
@@ -70,7 +70,7 @@ def for_each(
     on child fibers. The first failure interrupts the running siblings, waits for
     them, and fails with that failure (other real failures join it as `Parallel`).
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> fx.run_sync(fx.for_each([1, 2, 3], lambda n: fx.succeed(n * 10)))
         [10, 20, 30]
@@ -197,7 +197,7 @@ def all(
     Same rules as `for_each`: sequential by default, `concurrency=` for parallel, the
     first failure interrupts the rest.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> fx.run_sync(fx.all((fx.succeed(1), fx.succeed("a"))))
         (1, 'a')
@@ -219,7 +219,7 @@ def race_all(effects: Iterable[Effect[A, E, R]]) -> Effect[A, E, R]:
     awaited before the race returns. If all fail, the cause is `Parallel` of all the
     causes, the latest leftmost (so `either` gives the last failure, as in Effect-TS).
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> fx.run_sync(fx.race_all([fx.fail("a"), fx.succeed(2)]))
         2

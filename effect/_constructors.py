@@ -62,7 +62,7 @@ P = ParamSpec("P")
 def succeed(value: A) -> Effect[A, Never, Never]:
     """An effect that succeeds with `value`.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> fx.run_sync(fx.succeed(42))
         42
@@ -73,7 +73,7 @@ def succeed(value: A) -> Effect[A, Never, Never]:
 def fail(error: E) -> Effect[Never, E, Never]:
     """An effect that fails with the typed error `error` (cause `Fail(error)`).
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> fx.run_sync_exit(fx.fail("no"))
         Failure(cause=Fail(error='no'))
@@ -104,7 +104,7 @@ def sync(thunk: Callable[[], A]) -> Effect[A, Never, Never]:
     """An effect that calls `thunk()` each time it runs. An exception it raises is a
     defect; use `try_` to turn it into a typed failure.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> calls = []
         >>> eff = fx.sync(lambda: calls.append(1) or len(calls))
@@ -126,7 +126,7 @@ def try_(
     """Call `thunk()`; an exception it raises becomes the typed failure `catch(exc)`, or
     `UnknownException` without `catch`. If `catch` itself raises, that is a defect.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> fx.run_sync(fx.try_(lambda: int("x"), catch=lambda e: "not a number").either())
         <Failure: not a number>
@@ -153,7 +153,7 @@ def promise(make: Callable[[], Awaitable[A]]) -> Effect[A, Never, Never]:
     scope) and waits for it to stop; in an uninterruptible region the await finishes
     first.
 
-    Example:
+    Examples:
         >>> import anyio, effect as fx
         >>> async def fetch() -> int:
         ...     await anyio.sleep(0)
@@ -189,7 +189,7 @@ def try_promise(
 def suspend(thunk: Callable[[], Effect[A, E, R]]) -> Effect[A, E, R]:
     """Build the effect lazily, each time it runs: the tool for recursion.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> def count(n: int) -> fx.Effect[int, fx.Never, fx.Never]:
         ...     return fx.succeed(n) if n == 0 else fx.suspend(lambda: count(n - 1))
@@ -255,10 +255,11 @@ def uninterruptible_mask(
     """Run `body(restore)` uninterruptibly; `restore(eff)` runs `eff` with the
     interruptibility that was in force outside.
 
-    Example:
+    Examples:
         >>> import effect as fx
-        >>> prog = fx.uninterruptible_mask(lambda restore: restore(fx.succeed(1)).map(lambda n: n + 1))
-        >>> fx.run_sync(prog)
+        >>> def body(restore):
+        ...     return restore(fx.succeed(1)).map(lambda n: n + 1)
+        >>> fx.run_sync(fx.uninterruptible_mask(body))
         2
     """
     return _Mask(body)
@@ -273,7 +274,7 @@ def gen(body: Callable[[], Generator[Effect[Any, E, R], Any, A]]) -> Effect[A, E
     yield effects), but `except` blocks never see effect failures: handle those with
     combinators such as `catch_all`.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> @fx.gen
         ... def total() -> fx.Gen[int, fx.Never, fx.Never]:
@@ -291,7 +292,7 @@ def gen(body: Callable[[], Generator[Effect[Any, E, R], Any, A]]) -> Effect[A, E
 def fn(body: Callable[P, Generator[Effect[Any, E, R], Any, A]]) -> Callable[P, Effect[A, E, R]]:
     """Turn a generator function with parameters into a function returning an effect.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> @fx.fn
         ... def double(n: int) -> fx.Gen[int, fx.Never, fx.Never]:

@@ -64,7 +64,7 @@ class Tag(Generic[I, S], metaclass=_TagMeta):
 class Context(Generic[R]):
     """An immutable map from tags to services; `Context[Tracker | Storage]` holds both.
 
-    Example:
+    Examples:
         >>> ctx = Context.empty().add(Greeter, "hi")  # doctest: +SKIP
     """
 

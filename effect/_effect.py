@@ -119,7 +119,7 @@ class Effect(Generic[A, E, R]):
     many times. Combine them with methods (`map`, `flat_map`, `catch_all`, ...) or with
     `fx.gen`, and run them with `fx.run`.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> fx.run_sync(fx.succeed(20).map(lambda n: n + 1).flat_map(lambda n: fx.succeed(n * 2)))
         42
@@ -291,7 +291,7 @@ class Effect(Generic[A, E, R]):
         If the cleanup fails after a success, its cause replaces the success; after a
         failure, the result is `Sequential(failure, cleanup failure)`.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> seen = []
             >>> eff = fx.fail("x").on_exit(lambda ex: fx.sync(lambda: seen.append(ex)))
@@ -365,7 +365,7 @@ class Effect(Generic[A, E, R]):
         Typed for an effect that needs only `tag`; to provide one service of several,
         use `eff.pipe(fx.provide_service(tag, impl))` or a `Layer`.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> class Name(fx.Tag["Name", str]): ...
             >>> fx.run_sync(fx.service(Name).map(str.upper).provide_service(Name, "ada"))

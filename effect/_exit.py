@@ -47,7 +47,7 @@ class Cause(Generic[E]):
     """Why an effect failed. One of `Empty`, `Fail`, `Die`, `Interrupt`, `Sequential`,
     `Parallel`.
 
-    Example:
+    Examples:
         >>> c = Sequential(Fail("a"), Die(ValueError("b")))
         >>> c.failures(), [str(d) for d in c.defects()]
         (['a'], ['b'])
@@ -374,7 +374,7 @@ class Failure(Generic[E]):
 Exit = TypeAliasType("Exit", Success[A] | Failure[E], type_params=(A, E))
 """How an effect ended: `Success(value)` or `Failure(cause)`.
 
-Example:
+Examples:
     >>> import effect as fx
     >>> match fx.run_sync_exit(fx.fail("boom")):
     ...     case fx.Failure(cause):

@@ -122,7 +122,7 @@ class _Deliver:
 class Fiber(Generic[A, E]):
     """A running effect. Obtained from `eff.fork()`; never constructed directly.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> prog = fx.succeed(21).map(lambda n: n * 2).fork().flat_map(lambda f: f.join())
         >>> fx.run_sync(prog)
@@ -609,7 +609,8 @@ def _bad_yield(frame: _GenFrame, value: object) -> Effect[Any, Any, Any]:
     return _FailCause(
         Die(
             TypeError(
-                f"fx.gen body {_describe(frame.body)} yielded {value!r}, which is not an Effect{hint}"
+                f"fx.gen body {_describe(frame.body)} yielded {value!r}, "
+                f"which is not an Effect{hint}"
             )
         )
     )

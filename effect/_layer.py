@@ -67,7 +67,7 @@ class MemoMap:
 class Layer(Generic[ROut, E, RIn]):
     """A recipe for services. Build nothing until provided.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> class Greeting(fx.Tag["Greeting", str]): ...
         >>> layer = fx.Layer.succeed(Greeting, "hello")

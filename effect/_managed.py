@@ -43,7 +43,7 @@ class ManagedRuntime(Generic[R, E]):
     finalizers run once. Fibers that layers start with `fork_scoped` keep running
     between runs, on this runtime's own scheduler task.
 
-    Example:
+    Examples:
         >>> import anyio, effect as fx
         >>> class Counter(fx.Tag["Counter", list[int]]): ...
         >>> async def main() -> list[int]:

@@ -154,7 +154,8 @@ class Scheduler:
                     Die(
                         AsyncFiberError(
                             f"Fiber #{fiber.id} cannot be resolved synchronously: it reached "
-                            f"fx.sleep({seconds}), which needs an event loop; use `await fx.run(...)`"
+                            f"fx.sleep({seconds}), which needs an event loop; "
+                            "use `await fx.run(...)`"
                         )
                     )
                 ),
@@ -273,7 +274,7 @@ async def run_exit(
     (shielded), and the cancellation is re-raised, as structured concurrency requires.
     Fibers forked as daemons are interrupted when the run ends.
 
-    Example:
+    Examples:
         >>> import anyio, effect as fx
         >>> anyio.run(fx.run_exit, fx.fail("boom"))
         Failure(cause=Fail(error='boom'))
@@ -305,7 +306,7 @@ async def run(effect: Effect[A, E, Never], *, context: Context[Any] | None = Non
     """Run `effect` on the current event loop and return its value; raise
     `FiberFailure` (holding the whole `Cause`) if it fails.
 
-    Example:
+    Examples:
         >>> import anyio, effect as fx
         >>> anyio.run(fx.run, fx.sleep(0.001).as_("done"))
         'done'
@@ -347,7 +348,7 @@ def run_sync(effect: Effect[A, E, Never], *, context: Context[Any] | None = None
     """Run `effect` without an event loop and return its value; raise `FiberFailure`
     if it fails (see `run_sync_exit`).
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> fx.run_sync(fx.succeed(1).map(lambda n: n + 1))
         2

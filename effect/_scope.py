@@ -64,7 +64,7 @@ class Scope(Tag["Scope", "Scope"]):
     the order they ran. Adding a finalizer to a closed scope runs it at once with the
     close exit. `close` is idempotent and runs uninterruptibly.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> log = []
         >>> scope = fx.Scope()
@@ -237,11 +237,11 @@ def add_finalizer(finalizer: Finalizer) -> Effect[None, Never, Scope]:
     """Register `finalizer(exit)` in the current `Scope`; it runs uninterruptibly when
     the scope closes, with the scope's exit.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> log = []
-        >>> prog = fx.scoped(fx.add_finalizer(lambda ex: fx.sync(lambda: log.append(ex.is_success()))))
-        >>> fx.run_sync(prog); log
+        >>> record = lambda ex: fx.sync(lambda: log.append(ex.is_success()))
+        >>> fx.run_sync(fx.scoped(fx.add_finalizer(record))); log
         [True]
     """
     return _FlatMap(_Service(Scope), lambda scope: scope.add_finalizer(finalizer))
@@ -258,7 +258,7 @@ def acquire_release(
     the scope closes, with the scope's exit. If `acquire` fails, nothing is
     registered.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> log = []
         >>> res = fx.acquire_release(
@@ -318,7 +318,7 @@ def scoped(effect: Effect[A, E, Any]) -> Effect[A, E, Any]:
     """Run `effect` with a fresh `Scope` and close it when `effect` ends, with
     `effect`'s exit (uninterruptibly). Removes `Scope` from the requirements.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> fx.run_sync(fx.scoped(fx.add_finalizer(lambda ex: fx.void).as_(1)))
         1

@@ -49,7 +49,7 @@ _YIELD: Effect[None, Never, Never] = _YieldNow()
 def sleep(seconds: float) -> Effect[None, Never, Never]:
     """Wait `seconds` through the current `Clock`. Interruptible.
 
-    Example:
+    Examples:
         >>> import anyio, effect as fx
         >>> anyio.run(fx.run, fx.sleep(0.01).as_("woke"))
         'woke'

@@ -36,7 +36,7 @@ R1 = TypeVar("R1")
 class Deferred(Generic[A, E]):
     """A one-shot cell: empty until completed with an `Exit[A, E]`, then fixed.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> from effect.deferred import Deferred
         >>> @fx.gen
@@ -64,7 +64,7 @@ class Deferred(Generic[A, E]):
     def make(cls) -> Effect[Deferred[A, E], Never, Never]:
         """An effect that creates a new, empty deferred each time it runs.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> fx.run_sync(Deferred[int, str].make().flat_map(lambda d: d.is_done()))
             False
@@ -77,7 +77,7 @@ class Deferred(Generic[A, E]):
         """Complete with `exit`. True the first time; False (and no change) if the
         deferred was already complete. Every waiter resumes with that outcome.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> d: Deferred[int, str] = Deferred()
             >>> fx.run_sync(d.done(fx.Success(1)).zip(d.done(fx.Success(2))))
@@ -88,7 +88,7 @@ class Deferred(Generic[A, E]):
     def succeed(self, value: A) -> Effect[bool, Never, Never]:
         """Complete with `Success(value)`; True the first time only.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> d: Deferred[int, str] = Deferred()
             >>> fx.run_sync(d.succeed(7).and_then(d.await_()))
@@ -99,7 +99,7 @@ class Deferred(Generic[A, E]):
     def fail(self, error: E) -> Effect[bool, Never, Never]:
         """Complete with the typed failure `error`; waiters fail with `Fail(error)`.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> d: Deferred[int, str] = Deferred()
             >>> fx.run_sync_exit(d.fail("no").and_then(d.await_()))
@@ -110,7 +110,7 @@ class Deferred(Generic[A, E]):
     def fail_cause(self, cause: Cause[E]) -> Effect[bool, Never, Never]:
         """Complete with the failure `cause`.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> d: Deferred[int, str] = Deferred()
             >>> fx.run_sync(d.fail_cause(fx.Fail("x")))
@@ -121,7 +121,7 @@ class Deferred(Generic[A, E]):
     def die(self, defect: BaseException) -> Effect[bool, Never, Never]:
         """Complete with the defect `defect`; waiters die with it.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> d: Deferred[int, str] = Deferred()
             >>> fx.run_sync(d.die(ValueError("bug")))
@@ -133,7 +133,7 @@ class Deferred(Generic[A, E]):
         """Complete with an interruption by the calling fiber: waiters fail with
         `Interrupt(caller id)`.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> d: Deferred[int, str] = Deferred()
             >>> exit = fx.run_sync_exit(d.interrupt().and_then(d.await_()))
@@ -146,7 +146,7 @@ class Deferred(Generic[A, E]):
         """Run `effect` once and complete with its exit (uninterruptibly once it has
         ended, so the result is never lost). True if this completion was the first.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> d: Deferred[int, str] = Deferred()
             >>> fx.run_sync(d.complete(fx.succeed(3)).and_then(d.await_()))
@@ -161,7 +161,7 @@ class Deferred(Generic[A, E]):
         says. Every waiter gets the same outcome. Interruptible: an interrupted waiter
         is removed and the deferred is unchanged.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> d: Deferred[str, str] = Deferred()
             >>> fx.run_sync(d.succeed("ready").and_then(d.await_()))
@@ -172,7 +172,7 @@ class Deferred(Generic[A, E]):
     def poll(self) -> Effect[Exit[A, E] | None, Never, Never]:
         """The stored `Exit`, or None if the deferred is not complete yet.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> fx.run_sync(Deferred[int, str]().poll()) is None
             True
@@ -182,7 +182,7 @@ class Deferred(Generic[A, E]):
     def is_done(self) -> Effect[bool, Never, Never]:
         """True once the deferred is complete.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> d: Deferred[int, str] = Deferred()
             >>> fx.run_sync(d.succeed(1).and_then(d.is_done()))

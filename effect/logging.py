@@ -86,7 +86,7 @@ class Logger(Tag["Logger", LoggerService]):
     def layer(logger: LoggerService) -> Layer[Logger, Never, Never]:
         """A layer providing `logger` as the `Logger` service.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> memory = MemoryLogger()
             >>> fx.run_sync(log_info("hi").provide(Logger.layer(memory)))
@@ -99,7 +99,7 @@ class Logger(Tag["Logger", LoggerService]):
 def render(message: str, annotations: Mapping[str, object], spans: Spans) -> str:
     """`message key=value ... span=12ms`, logfmt style (values with spaces quoted).
 
-    Example:
+    Examples:
         >>> render("charged", {"user": "ada", "note": "two words"}, [("checkout", 0.0123)])
         'charged user=ada note="two words" checkout=12ms'
     """
@@ -123,7 +123,7 @@ class StdlibLogger:
     also carries them as `record.effect` (a dict of the annotations) and
     `record.effect_spans` (a dict of span label to milliseconds).
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> logger = StdlibLogger("my.app")
         >>> fx.run_sync(log_info("hello").provide(Logger.layer(logger)))
@@ -163,7 +163,7 @@ class LogEntry:
 class MemoryLogger:
     """Keeps every record in `entries`, for tests.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> memory = MemoryLogger()
         >>> prog = log_warning("slow", ms=250).pipe(annotate_logs("run", 7))
@@ -207,7 +207,7 @@ def log_with_level(level: int, message: str, **fields: object) -> Effect[None, N
     `fields` for this record only. Skipped below the fiber's minimum level. Never
     fails.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> memory = MemoryLogger()
         >>> fx.run_sync(log_with_level(LogLevel.ERROR, "x").provide(Logger.layer(memory)))
@@ -223,7 +223,7 @@ def log_with_level(level: int, message: str, **fields: object) -> Effect[None, N
 def log(message: str, **fields: object) -> Effect[None, Never, Never]:
     """Log `message` at INFO (Effect-TS `Effect.log`). See `log_with_level`.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> memory = MemoryLogger()
         >>> fx.run_sync(log("started", job="sync").provide(Logger.layer(memory)))
@@ -236,7 +236,7 @@ def log(message: str, **fields: object) -> Effect[None, Never, Never]:
 def log_debug(message: str, **fields: object) -> Effect[None, Never, Never]:
     """Log `message` at DEBUG (dropped unless the minimum level allows it).
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> memory = MemoryLogger()
         >>> fx.run_sync(log_debug("hidden").provide(Logger.layer(memory)))
@@ -249,7 +249,7 @@ def log_debug(message: str, **fields: object) -> Effect[None, Never, Never]:
 def log_info(message: str, **fields: object) -> Effect[None, Never, Never]:
     """Log `message` at INFO.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> fx.run_sync(log_info("hello"))
     """
@@ -259,7 +259,7 @@ def log_info(message: str, **fields: object) -> Effect[None, Never, Never]:
 def log_warning(message: str, **fields: object) -> Effect[None, Never, Never]:
     """Log `message` at WARNING.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> fx.run_sync(log_warning("careful"))
     """
@@ -269,7 +269,7 @@ def log_warning(message: str, **fields: object) -> Effect[None, Never, Never]:
 def log_error(message: str, **fields: object) -> Effect[None, Never, Never]:
     """Log `message` at ERROR.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> fx.run_sync(log_error("broken"))
     """
@@ -314,7 +314,7 @@ def annotate_logs(key: str, value: object) -> Callable[[Effect[A, E, R]], Effect
     """A function that runs an effect with `key=value` added to every log record it
     (and the fibers it forks) writes: `eff.pipe(annotate_logs("run", run_id))`.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> memory = MemoryLogger()
         >>> prog = log_info("step").pipe(annotate_logs("try", 2), annotate_logs("run", "r1"))
@@ -338,7 +338,7 @@ def with_log_span(label: str) -> Callable[[Effect[A, E, R]], Effect[A, E, R]]:
     the fibers it forks) show `label=<ms since the effect started>ms`. The time comes
     from the `Clock`.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> from effect.testing import TestClock
         >>> clock, memory = TestClock(), MemoryLogger()
@@ -365,7 +365,7 @@ def with_minimum_log_level(level: int) -> Callable[[Effect[A, E, R]], Effect[A, 
     """A function that runs an effect logging only records at `level` or above
     (`LogLevel.NONE` silences it). The default minimum is INFO.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> memory = MemoryLogger()
         >>> prog = log_debug("details").pipe(with_minimum_log_level(LogLevel.DEBUG))

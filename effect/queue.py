@@ -66,7 +66,7 @@ class Queue(Generic[A]):
     """A FIFO queue of `A` shared by fibers. Make one with `Queue.bounded`,
     `Queue.dropping`, `Queue.sliding` or `Queue.unbounded`.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> from effect.queue import Queue
         >>> @fx.gen
@@ -127,7 +127,7 @@ class Queue(Generic[A]):
 
         `ValueError` (when called) if `capacity` is not a positive int.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> fx.run_sync(Queue[int].bounded(1).flat_map(lambda q: q.offer(1)))
             True
@@ -140,7 +140,7 @@ class Queue(Generic[A]):
         """A queue holding at most `capacity` items; `offer` on a full queue drops the
         new item and returns False.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> prog = Queue[int].dropping(1).flat_map(lambda q: q.offer(1).zip(q.offer(2)))
             >>> fx.run_sync(prog)
@@ -154,7 +154,7 @@ class Queue(Generic[A]):
         """A queue holding at most `capacity` items; `offer` on a full queue drops the
         oldest item to make room and returns True.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> prog = Queue[int].sliding(2).flat_map(
             ...     lambda q: q.offer_all([1, 2, 3]).and_then(q.take_all()))
@@ -168,7 +168,7 @@ class Queue(Generic[A]):
     def unbounded(cls) -> Effect[Queue[A], Never, Never]:
         """A queue without a capacity; `offer` always adds.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> fx.run_sync(Queue[str].unbounded().flat_map(lambda q: q.offer("a")))
             True
@@ -193,7 +193,7 @@ class Queue(Generic[A]):
         full bounded queue, wait for room (interruptible: an interrupted offer adds
         nothing). After `shutdown`, interrupts the caller.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> q: Queue[int] = Queue("unbounded")
             >>> fx.run_sync(q.offer(1).and_then(q.size()))
@@ -207,7 +207,7 @@ class Queue(Generic[A]):
         rest are not added. True if every item was added (False if a dropping queue
         dropped some).
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> prog = Queue[int].dropping(2).flat_map(lambda q: q.offer_all([1, 2, 3]))
             >>> fx.run_sync(prog)
@@ -223,7 +223,7 @@ class Queue(Generic[A]):
         from the event loop's thread (for example from a callback or a coroutine),
         never from another thread.
 
-        Example:
+        Examples:
             >>> q: Queue[int] = Queue("bounded", 1)
             >>> q.offer_nowait(1), q.offer_nowait(2), q.size_nowait()
             (True, False, 1)
@@ -240,7 +240,7 @@ class Queue(Generic[A]):
         Interruptible while waiting; an interrupted take removes nothing. Waiting
         takers are served in arrival order. After `shutdown`, interrupts the caller.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> q: Queue[str] = Queue("unbounded")
             >>> fx.run_sync(q.offer("x").and_then(q.take()))
@@ -251,7 +251,7 @@ class Queue(Generic[A]):
     def take_all(self) -> Effect[list[A], Never, Never]:
         """Remove and return every item now in the queue (maybe none); never waits.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> q: Queue[int] = Queue("unbounded")
             >>> fx.run_sync(q.offer_all([1, 2]).and_then(q.take_all()))
@@ -264,7 +264,7 @@ class Queue(Generic[A]):
 
         `ValueError` (when called) if `n` is negative.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> q: Queue[int] = Queue("unbounded")
             >>> fx.run_sync(q.offer_all([1, 2, 3]).and_then(q.take_up_to(2)))
@@ -281,7 +281,7 @@ class Queue(Generic[A]):
         front of the queue, in order (a bounded queue may then briefly hold more than
         its capacity). `ValueError` (when called) unless `0 <= min <= max`.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> q: Queue[int] = Queue("unbounded")
             >>> fx.run_sync(q.offer_all([1, 2, 3]).and_then(q.take_between(1, 2)))
@@ -297,7 +297,7 @@ class Queue(Generic[A]):
         """Remove and return the oldest item, or None if the queue is empty; never
         waits.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> fx.run_sync(Queue[int]("unbounded").poll()) is None
             True
@@ -317,7 +317,7 @@ class Queue(Generic[A]):
         offerers waiting on a full bounded queue count, and each waiting taker counts
         -1. After `shutdown`, interrupts the caller.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> q: Queue[int] = Queue("unbounded")
             >>> fx.run_sync(q.offer(1).and_then(q.size()))
@@ -334,7 +334,7 @@ class Queue(Generic[A]):
     def size_nowait(self) -> int:
         """`size()` as a plain call, for code outside fibers (0 after shutdown).
 
-        Example:
+        Examples:
             >>> q: Queue[int] = Queue("unbounded")
             >>> q.offer_nowait(5), q.size_nowait()
             (True, 1)
@@ -344,7 +344,7 @@ class Queue(Generic[A]):
     def is_full(self) -> Effect[bool, Never, Never]:
         """True if `size()` has reached the capacity (never for an unbounded queue).
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> q: Queue[int] = Queue("bounded", 1)
             >>> fx.run_sync(q.offer(1).and_then(q.is_full()))
@@ -356,7 +356,7 @@ class Queue(Generic[A]):
     def is_empty(self) -> Effect[bool, Never, Never]:
         """True if `size()` is 0 or less.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> fx.run_sync(Queue[int]("unbounded").is_empty())
             True
@@ -372,7 +372,7 @@ class Queue(Generic[A]):
         shutdown does nothing. It is one synchronous step, so it cannot be
         interrupted halfway.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> q: Queue[int] = Queue("unbounded")
             >>> fx.run_sync(q.shutdown().and_then(q.is_shutdown()))
@@ -383,7 +383,7 @@ class Queue(Generic[A]):
     def await_shutdown(self) -> Effect[None, Never, Never]:
         """Wait until the queue is shut down (at once if it is). Interruptible.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> q: Queue[int] = Queue("unbounded")
             >>> fx.run_sync(q.shutdown().and_then(q.await_shutdown()))
@@ -393,7 +393,7 @@ class Queue(Generic[A]):
     def is_shutdown(self) -> Effect[bool, Never, Never]:
         """True once `shutdown` has run. Never interrupts.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> fx.run_sync(Queue[int]("unbounded").is_shutdown())
             False

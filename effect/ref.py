@@ -21,7 +21,7 @@ B = TypeVar("B")
 class Ref(Generic[A]):
     """A mutable reference to a value of type `A`, read and written through effects.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> from effect.ref import Ref
         >>> @fx.gen
@@ -44,7 +44,7 @@ class Ref(Generic[A]):
     def make(value: B) -> Effect[Ref[B], Never, Never]:
         """An effect that creates a new ref holding `value`, each time it runs.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> fx.run_sync(Ref.make("a").flat_map(lambda r: r.get()))
             'a'
@@ -54,7 +54,7 @@ class Ref(Generic[A]):
     def get(self) -> Effect[A, Never, Never]:
         """The current value.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> fx.run_sync(Ref(3).get())
             3
@@ -64,7 +64,7 @@ class Ref(Generic[A]):
     def set(self, value: A) -> Effect[None, Never, Never]:
         """Replace the value with `value`.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> ref = Ref(1)
             >>> fx.run_sync(ref.set(2).and_then(ref.get()))
@@ -80,7 +80,7 @@ class Ref(Generic[A]):
         """Replace the value `v` with `f(v)`, atomically. If `f` raises, the value is
         unchanged and the effect dies with that exception (a defect).
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> ref = Ref(1)
             >>> fx.run_sync(ref.update(lambda n: n + 1).and_then(ref.get()))
@@ -97,7 +97,7 @@ class Ref(Generic[A]):
         succeed with `result`, atomically. If `f` raises, nothing changes and the
         effect dies with that exception.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> ref = Ref(10)
             >>> fx.run_sync(ref.modify(lambda n: (f"was {n}", n - 1)).zip(ref.get()))
@@ -113,7 +113,7 @@ class Ref(Generic[A]):
     def get_and_set(self, value: A) -> Effect[A, Never, Never]:
         """Store `value` and succeed with the value it replaced.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> fx.run_sync(Ref("old").get_and_set("new"))
             'old'
@@ -123,7 +123,7 @@ class Ref(Generic[A]):
     def get_and_update(self, f: Callable[[A], A]) -> Effect[A, Never, Never]:
         """Replace `v` with `f(v)` and succeed with the old value `v`.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> fx.run_sync(Ref(5).get_and_update(lambda n: n * 2))
             5
@@ -139,7 +139,7 @@ class Ref(Generic[A]):
     def update_and_get(self, f: Callable[[A], A]) -> Effect[A, Never, Never]:
         """Replace `v` with `f(v)` and succeed with the new value.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> fx.run_sync(Ref(5).update_and_get(lambda n: n * 2))
             10

@@ -51,7 +51,7 @@ class Schedule(Generic[In, Out]):
     `initial()`. Build them with the static constructors and combine them with the
     methods.
 
-    Example:
+    Examples:
         >>> Schedule.exponential(0.1).up_to(1.0).run([None] * 10)
         [0.1, 0.2, 0.4, 0.8, 1.6]
     """
@@ -86,7 +86,7 @@ class Schedule(Generic[In, Out]):
         `now`; the outputs, up to and including the step that said "done". Pure: for
         tests and documentation.
 
-        Example:
+        Examples:
             >>> Schedule.recurs(2).run(["a", "b", "c", "d"])
             [0, 1, 2]
         """
@@ -107,7 +107,7 @@ class Schedule(Generic[In, Out]):
         """Recur `n` times with no delay; outputs the count 0, 1, ... `n`. With
         `retry` that is n retries (n + 1 attempts); with `repeat`, n + 1 runs.
 
-        Example:
+        Examples:
             >>> Schedule.recurs(2).delays().run(range(5))
             [0.0, 0.0, 0.0]
         """
@@ -118,7 +118,7 @@ class Schedule(Generic[In, Out]):
     def spaced(seconds: float) -> Schedule[object, int]:
         """Recur forever, waiting `seconds` after each run; outputs the count.
 
-        Example:
+        Examples:
             >>> Schedule.spaced(2.0).delays().run(range(3))
             [2.0, 2.0, 2.0]
         """
@@ -131,7 +131,7 @@ class Schedule(Generic[In, Out]):
         work took; a run that ends past its slot recurs at once, and missed slots are
         not made up. Outputs the count.
 
-        Example:
+        Examples:
             >>> Schedule.fixed(10.0).delays().run(range(3))
             [10.0, 10.0, 10.0]
         """
@@ -155,7 +155,7 @@ class Schedule(Generic[In, Out]):
         """Recur forever, waiting `base * factor**n` before recurrence n + 1 (n from 0);
         outputs that delay.
 
-        Example:
+        Examples:
             >>> Schedule.exponential(1.0).run(range(4))
             [1.0, 2.0, 4.0, 8.0]
         """
@@ -173,7 +173,7 @@ class Schedule(Generic[In, Out]):
         """Recur forever, waiting one, one, 2*one, 3*one, 5*one, ... (each delay the
         sum of the two before); outputs that delay.
 
-        Example:
+        Examples:
             >>> Schedule.fibonacci(1.0).run(range(6))
             [1.0, 1.0, 2.0, 3.0, 5.0, 8.0]
         """
@@ -190,7 +190,7 @@ class Schedule(Generic[In, Out]):
         """Recur forever, waiting `base * (n + 1)` before recurrence n + 1 (n from 0);
         outputs that delay.
 
-        Example:
+        Examples:
             >>> Schedule.linear(1.0).run(range(4))
             [1.0, 2.0, 3.0, 4.0]
         """
@@ -207,7 +207,7 @@ class Schedule(Generic[In, Out]):
     def map(self: Schedule[I, O], f: Callable[[O], B]) -> Schedule[I, B]:
         """The same decisions, with outputs transformed by `f`.
 
-        Example:
+        Examples:
             >>> Schedule.recurs(2).map(str).run(range(5))
             ['0', '1', '2']
         """
@@ -222,7 +222,7 @@ class Schedule(Generic[In, Out]):
     def delays(self: Schedule[I, O]) -> Schedule[I, float]:
         """The same decisions, outputting each delay (0.0 for the final "done").
 
-        Example:
+        Examples:
             >>> Schedule.spaced(1.5).delays().run(range(2))
             [1.5, 1.5]
         """
@@ -238,7 +238,7 @@ class Schedule(Generic[In, Out]):
         """Stop as soon as an input fails `p` (for `retry`: an error that must not be
         retried).
 
-        Example:
+        Examples:
             >>> Schedule.forever.while_input(lambda n: n < 2).run(range(5))
             [0, 1, 2]
         """
@@ -247,7 +247,7 @@ class Schedule(Generic[In, Out]):
     def while_output(self: Schedule[I, O], p: Callable[[O], bool]) -> Schedule[I, O]:
         """Stop as soon as an output fails `p`.
 
-        Example:
+        Examples:
             >>> Schedule.exponential(1.0).while_output(lambda d: d < 5).run(range(9))
             [1.0, 2.0, 4.0, 8.0]
         """
@@ -256,7 +256,7 @@ class Schedule(Generic[In, Out]):
     def until_input(self: Schedule[I, O], p: Callable[[I], bool]) -> Schedule[I, O]:
         """Stop as soon as an input satisfies `p`.
 
-        Example:
+        Examples:
             >>> Schedule.forever.until_input(lambda n: n == 1).run(range(5))
             [0, 1]
         """
@@ -265,7 +265,7 @@ class Schedule(Generic[In, Out]):
     def until_output(self: Schedule[I, O], p: Callable[[O], bool]) -> Schedule[I, O]:
         """Stop as soon as an output satisfies `p`.
 
-        Example:
+        Examples:
             >>> Schedule.forever.until_output(lambda n: n == 2).run(range(5))
             [0, 1, 2]
         """
@@ -286,7 +286,7 @@ class Schedule(Generic[In, Out]):
         """Stop once `seconds` have elapsed since the first step (measured at each
         step, before its delay).
 
-        Example:
+        Examples:
             >>> Schedule.spaced(1.0).up_to(2.5).run(range(9))
             [0, 1, 2, 3]
         """
@@ -311,7 +311,7 @@ class Schedule(Generic[In, Out]):
         """Multiply each delay by a random factor in `[min, max)`. With `seed`, every
         run of the schedule draws the same factors.
 
-        Example:
+        Examples:
             >>> s = Schedule.spaced(10.0).jittered(seed=7).delays()
             >>> s.run(range(3)) == s.run(range(3)), all(8 <= d < 12 for d in s.run(range(3)))
             (True, True)
@@ -343,7 +343,7 @@ class Schedule(Generic[In, Out]):
         """Recur while either recurs, after the shorter of the two delays; outputs
         both outputs.
 
-        Example:
+        Examples:
             >>> Schedule.recurs(1).union(Schedule.spaced(3.0)).delays().run(range(3))
             [0.0, 3.0, 3.0]
         """
@@ -353,7 +353,7 @@ class Schedule(Generic[In, Out]):
         """Recur while both recur, after the longer of the two delays; outputs both
         outputs.
 
-        Example:
+        Examples:
             >>> Schedule.recurs(2).intersect(Schedule.spaced(3.0)).delays().run(range(9))
             [3.0, 3.0, 0.0]
         """
@@ -380,7 +380,7 @@ class Schedule(Generic[In, Out]):
     def and_then(self: Schedule[I, O], other: Schedule[I, O2]) -> Schedule[I, O | O2]:
         """Run this schedule to its end, then `other`.
 
-        Example:
+        Examples:
             >>> Schedule.recurs(1).and_then(Schedule.spaced(5.0)).delays().run(range(4))
             [0.0, 5.0, 5.0, 5.0]
         """
@@ -433,7 +433,7 @@ def retry(
     retries). Defects and interruption are never retried (catch-all semantics). The
     effect always runs at least once. Delays are slept through the `Clock`.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> attempts = []
         >>> def call() -> fx.Effect[str, str, fx.Never]:
@@ -477,7 +477,7 @@ def retry_or_else(
     """Like `retry`, but when the schedule stops, run `or_else(last error, last
     output of the schedule)` instead of failing.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> fallback = lambda e, n: fx.succeed(f"{e} after {n} retries")
         >>> eff = retry_or_else(fx.fail("down"), Schedule.recurs(2), fallback)
@@ -513,7 +513,7 @@ def repeat(effect: Effect[A, E, R], schedule: Schedule[A, Any]) -> Effect[A, E, 
     its delays through the `Clock`; succeed with the last value. The first failure
     stops and fails the whole. `Schedule.recurs(3)` gives four runs.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> runs = []
         >>> fx.run_sync(repeat(fx.sync(lambda: runs.append(1) or len(runs)), Schedule.recurs(3)))

@@ -54,7 +54,7 @@ class _Waiter:
 class Semaphore:
     """A pool of `permits` permits. Fibers take some, do their work, give them back.
 
-    Example:
+    Examples:
         >>> import effect as fx
         >>> from effect.semaphore import Semaphore
         >>> @fx.gen
@@ -82,7 +82,7 @@ class Semaphore:
 
         `ValueError` (when called) if `permits` is negative.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> fx.run_sync(Semaphore.make(3).flat_map(lambda s: s.available()))
             3
@@ -98,7 +98,7 @@ class Semaphore:
     def available(self) -> Effect[int, Never, Never]:
         """How many permits are free right now.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> sem = Semaphore(2)
             >>> fx.run_sync(sem.take(1).and_then(sem.available()))
@@ -113,7 +113,7 @@ class Semaphore:
 
         `ValueError` (when called) if `n` is negative or more than the total.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> sem = Semaphore(3)
             >>> fx.run_sync(sem.take(2).and_then(sem.available()))
@@ -135,7 +135,7 @@ class Semaphore:
         """Give back `n` permits and wake the waiters they satisfy; succeed with the
         number now free. The free count never exceeds the total.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> sem = Semaphore(2)
             >>> fx.run_sync(sem.take(2).and_then(sem.release(1)))
@@ -147,7 +147,7 @@ class Semaphore:
     def release_all(self) -> Effect[int, Never, Never]:
         """Make every permit free again; succeed with the total.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> sem = Semaphore(2)
             >>> fx.run_sync(sem.take(2).and_then(sem.release_all()))
@@ -163,7 +163,7 @@ class Semaphore:
         interruptibility); once they are taken, they are released exactly once when
         the effect ends, on success, failure, defect or interruption.
 
-        Example:
+        Examples:
             >>> import effect as fx
             >>> sem = Semaphore(1)
             >>> fx.run_sync(sem.with_permits(1)(sem.available()).zip(sem.available()))

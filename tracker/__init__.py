@@ -49,7 +49,7 @@ def in_memory(tracker: InMemoryTracker | None = None) -> fx.Layer[EventTracker, 
     """A tracker that keeps events in a list. Pass your own `InMemoryTracker` to read
     `tracker.events` afterwards; otherwise each build makes a new one.
 
-    Example:
+    Examples:
         >>> import effect as fx, tracker
         >>> from tracker.events import WorkflowStarted
         >>> mem = tracker.InMemoryTracker()

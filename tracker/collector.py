@@ -23,7 +23,7 @@ Endpoints:
   is used up, the mode applies: ``ok``, ``down`` (503), ``hang``, ``reset`` or ``status:NNN``.
   Faulted requests store nothing, except ``delay``.
 
-Example:
+Examples:
     >>> import json, urllib.request
     >>> with Collector() as c:
     ...     req = urllib.request.Request(c.events_url, data=b'[{"event_id": "e1"}]')

@@ -18,7 +18,7 @@ Delivery contract: trackers deliver **at least once**. An event may arrive more 
 dedupe by ``event_id``. Within one run, ``seq`` (and the ``event_id`` order) give emit order.
 The wire form is described by ``schema.json`` (see :func:`load_schema`).
 
-Example:
+Examples:
     >>> e = StepCompleted(workflow_id="wf-1", workflow_name="orders", step_name="charge",
     ...                   attempt=1, duration_ms=12.5, seq=3)
     >>> parse_event_json(e.to_json(env="prod")) == e

@@ -77,7 +77,7 @@ class TrackerService(Protocol):
 class EventTracker(fx.Tag["EventTracker", TrackerService]):
     """The tag of the event tracker service.
 
-    Example:
+    Examples:
         >>> import effect as fx, tracker
         >>> from tracker.events import WorkflowStarted
         >>> @fx.gen

@@ -41,7 +41,7 @@ class DecodeError(ValueError):
 def encode(value: object) -> str:
     """`value` as JSON text. Raises `EncodeError` for values it cannot store.
 
-    Example:
+    Examples:
         >>> encode({"total": 3, "items": ("a", "b")})
         '{"total":3,"items":["a","b"]}'
     """

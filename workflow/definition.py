@@ -58,7 +58,7 @@ def workflow(
     `returns_effect=True`, a function returning an effect. Either takes the run's
     input (decoded from storage) and needs `wf.WorkflowContext`.
 
-    Example:
+    Examples:
         >>> import effect as fx, workflow as wf
         >>> @wf.workflow("double")
         ... def double(n: int) -> fx.Gen[int, wf.StepFailedError, wf.WorkflowContext]:

@@ -28,7 +28,7 @@ class Retry:
     are worth another attempt (all by default). Crashed attempts count, so
     `max_attempts` holds across process crashes.
 
-    Example:
+    Examples:
         >>> Retry(max_attempts=3, backoff=1.0).delay(2, random.Random(0))
         2.0
     """

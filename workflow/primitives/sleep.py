@@ -20,7 +20,7 @@ def sleep(name: str, seconds: float) -> fx.Effect[None, Never, WorkflowContext]:
     a restart does not start the wait over. Short remaining waits happen in memory;
     long ones pause the run until due.
 
-    Example:
+    Examples:
         >>> import effect as fx, workflow as wf
         >>> @wf.workflow("reminder")
         ... def reminder(_: None) -> fx.Gen[None, fx.Never, wf.WorkflowContext]:

@@ -79,7 +79,7 @@ def step(
     fail the run with `StepInfrastructureError`. Steps run at least once: an attempt
     interrupted by a crash runs again.
 
-    Example:
+    Examples:
         >>> import effect as fx, workflow as wf
         >>> @wf.workflow("greet")
         ... def greet(name: str) -> fx.Gen[str, wf.StepFailedError, wf.WorkflowContext]:

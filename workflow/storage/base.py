@@ -215,7 +215,7 @@ class SchemaVersionError(StorageError):
 def check_transition(old: RunStatus, new: RunStatus, run_id: str | None = None) -> None:
     """Raise `InvalidTransitionError` unless `ALLOWED_TRANSITIONS` permits ``old -> new``.
 
-    Example:
+    Examples:
         >>> check_transition(RunStatus.QUEUED, RunStatus.RUNNING)
         >>> try:
         ...     check_transition(RunStatus.COMPLETED, RunStatus.RUNNING, "r1")
@@ -425,7 +425,7 @@ class UpdateRun:
 
     Any error rolls back the whole batch.
 
-    Example:
+    Examples:
         >>> op = UpdateRun("r1", {"status": RunStatus.RUNNING}, expect_owner="engine-a")
         >>> UpdateRun("r1", {"colour": "red"})  # doctest: +ELLIPSIS
         Traceback (most recent call last):
@@ -541,7 +541,7 @@ class Storage(Protocol):
     Methods raise `StorageError` (or a subclass) on failure; after `close` every
     method except `close` raises `StorageError`.
 
-    Example:
+    Examples:
         >>> from workflow.storage import MemoryStorage
         >>> storage: Storage = MemoryStorage()
         >>> storage.claimable_runs(now=0.0)

@@ -49,7 +49,7 @@ class MemoryStorage:
     ``clock`` supplies the timestamp `UpdateRun` writes to ``updated_at``; pass a
     test clock to make it deterministic.
 
-    Example:
+    Examples:
         >>> from workflow.storage import InsertRun, RunRecord, RunStatus
         >>> storage = MemoryStorage(clock=lambda: 42.0)
         >>> storage.apply([InsertRun(RunRecord("r1", "wf", "{}", RunStatus.QUEUED, 0.0, 0.0))])

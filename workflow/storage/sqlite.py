@@ -205,7 +205,7 @@ class SqliteStorage:
         busy_timeout_s: How long a write waits for another process's write lock.
         clock: Source of the ``updated_at`` timestamps `UpdateRun` writes.
 
-    Example:
+    Examples:
         >>> import tempfile, os
         >>> from workflow.storage import InsertRun, RunRecord, RunStatus
         >>> path = os.path.join(tempfile.mkdtemp(), "wf.db")
