@@ -168,7 +168,15 @@ def _parallel(
 
 
 # Tuples are matched before the general iterable on purpose: they keep each
-# element's type, so the overlap mypy warns about is the point.
+# element's type, so the overlap mypy warns about is the point. The Never overloads
+# come first because pyright reports a union of type variables all solved to Never
+# as Unknown.
+@overload
+def all(  # type: ignore[overload-overlap]
+    effects: tuple[Effect[A, Never, Never], Effect[B, Never, Never]],
+    *,
+    concurrency: Concurrency = None,
+) -> Effect[tuple[A, B], Never, Never]: ...
 @overload
 def all(  # type: ignore[overload-overlap]
     effects: tuple[Effect[A, E1, R1], Effect[B, E2, R2]], *, concurrency: Concurrency = None
@@ -232,6 +240,12 @@ def race_all(effects: Iterable[Effect[A, E, R]]) -> Effect[A, E, R]:
     return _race(listed, first_completion=False, latest_first=True)
 
 
+@overload
+def race(
+    left: Effect[A, Never, Never], right: Effect[B, Never, Never]
+) -> Effect[A | B, Never, Never]: ...
+@overload
+def race(left: Effect[A, E1, R1], right: Effect[B, E2, R2]) -> Effect[A | B, E1 | E2, R1 | R2]: ...
 def race(left: Effect[A, E1, R1], right: Effect[B, E2, R2]) -> Effect[A | B, E1 | E2, R1 | R2]:
     """See `Effect.race`: the first success wins; both failing gives
     `Parallel(left cause, right cause)`."""
@@ -239,6 +253,14 @@ def race(left: Effect[A, E1, R1], right: Effect[B, E2, R2]) -> Effect[A | B, E1 
     return _race([left, right], first_completion=False, latest_first=False)
 
 
+@overload
+def race_first(
+    left: Effect[A, Never, Never], right: Effect[B, Never, Never]
+) -> Effect[A | B, Never, Never]: ...
+@overload
+def race_first(
+    left: Effect[A, E1, R1], right: Effect[B, E2, R2]
+) -> Effect[A | B, E1 | E2, R1 | R2]: ...
 def race_first(
     left: Effect[A, E1, R1], right: Effect[B, E2, R2]
 ) -> Effect[A | B, E1 | E2, R1 | R2]:

@@ -220,13 +220,24 @@ class Scheduler:
             self._fire_timers()
 
     async def host(self, body: Callable[[], Any]) -> Any:
-        """Open the task group promises run in, then await `body()` inside it."""
-        async with anyio.create_task_group() as tg:
-            self._task_group = tg
-            try:
-                return await body()
-            finally:
-                self._task_group = None
+        """Open the task group promises run in, then await `body()` inside it.
+
+        A `KeyboardInterrupt` or `SystemExit` raised by effect code is not a defect:
+        it stops the run and propagates as itself, not wrapped in the task group's
+        `BaseExceptionGroup`."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._task_group = tg
+                try:
+                    return await body()
+                finally:
+                    self._task_group = None
+        except BaseExceptionGroup as group:
+            if len(group.exceptions) == 1 and isinstance(
+                group.exceptions[0], KeyboardInterrupt | SystemExit
+            ):
+                raise group.exceptions[0] from None
+            raise
 
 
 _VOID: Effect[None, Never, Never] = _Succeed(None)
