@@ -14,6 +14,7 @@ from typing import Any, Generic, Never, Self, TypeVar
 import anyio
 import anyio.abc
 
+from effect._constructors import succeed
 from effect._context import Context
 from effect._effect import Effect, _check_effect
 from effect._exit import Die, Exit, Failure, Success
@@ -137,16 +138,27 @@ class ManagedRuntime(Generic[R, E]):
             await self._building.wait()
             assert self._built is not None
             return self._built
-        self._building = anyio.Event()
-        try:
-            built = await self._run_fiber(self._layer.build(self._scope), None)
+        building = self._building = anyio.Event()
+
+        def release_if_failed(
+            built: Exit[Context[Any], Any],
+        ) -> Effect[Exit[Context[Any], Any], Never, Never]:
+            # Rule 68: what a failed build already acquired is released now, with the
+            # failure; the failure itself is kept for every run (R80).
             if isinstance(built, Failure):
-                # Rule 68: what the failed build already acquired is released now,
-                # with the failure; the failure itself is kept for every run (R80).
-                await self._run_fiber(self._scope.close(built), None)
-            self._built = built
-        finally:
-            self._building.set()
+                return self._scope.close(built).as_(built)
+            return succeed(built)
+
+        def settle(exit: Exit[Exit[Context[Any], Any], Never]) -> None:
+            self._built = exit.value if isinstance(exit, Success) else exit
+            building.set()
+
+        # The build runs on its own fiber, not the first caller's: a caller that is
+        # cancelled while waiting leaves the build to finish for everyone (R77).
+        build = self._layer.build(self._scope).exit().flat_map(release_if_failed)
+        self._scheduler.spawn(build, None)._observe(settle)
+        await building.wait()
+        assert self._built is not None
         return self._built
 
     def _check_usable(self) -> None:

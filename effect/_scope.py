@@ -102,8 +102,10 @@ class Scope(Tag["Scope", "Scope"]):
             raise TypeError(f"add_finalizer expected a callable taking an Exit, got {finalizer!r}")
 
         def register() -> Effect[None, Never, Never]:
-            if self._closed is not None:
-                return _run_finalizer(finalizer, self._closed).or_die().as_void
+            closed = self._closed
+            if closed is not None:
+                # Rule 26: run at once, and its failure is the caller's.
+                return _Suspend(lambda: finalizer(closed)).or_die().as_void
             self._finalizers[next(_keys)] = finalizer
             return _VOID
 
