@@ -191,8 +191,12 @@ class Cause(Generic[E]):
             if isinstance(leaf, Fail):
                 parts.append(_render_error(leaf.error))
             elif isinstance(leaf, Die):
-                tb = "".join(traceback.format_exception(leaf.defect)).rstrip()
-                parts.append(f"{_render_error(leaf.defect)}\n{_indent(tb)}")
+                header = _render_error(leaf.defect)
+                if leaf.defect.__traceback__ is None:
+                    parts.append(header)  # never raised: there is no traceback to show
+                else:
+                    tb = "".join(traceback.format_exception(leaf.defect)).rstrip()
+                    parts.append(f"{header}\n{_indent(tb)}")
         return "\n".join(parts)
 
     def __str__(self) -> str:

@@ -57,6 +57,9 @@ class RunContext:
         self.in_memory_wait = in_memory_wait
         self.rng = random.Random(seed)
         self.interrupt_reason: str | None = None
+        # Set when `Engine.resume` asked for the run now: the first wait it is paused
+        # on (a sleep or a retry backoff) is over.
+        self.skip_next_wait = False
         self.current_step: tuple[str, int] | None = None
         self._on_commit = on_commit
 
@@ -97,7 +100,15 @@ class RunContext:
         def attempt() -> None:
             self.commit_now(ops, events)
 
-        return fx.try_(attempt, catch=_same)
+        # Yield after each commit: a commit blocks the loop (fsync), and a run of
+        # synchronous steps must not keep other runs, lease renewal and event
+        # delivery waiting until it ends.
+        return fx.try_(attempt, catch=_same).zip_left(fx.yield_now())
+
+    def take_skip_wait(self) -> bool:
+        """True once if the pending wait should be skipped (see `skip_next_wait`)."""
+        skip, self.skip_next_wait = self.skip_next_wait, False
+        return skip
 
     def entry(
         self, location: str, kind: str, status: str, attempt: int, **payload: str | None

@@ -169,6 +169,12 @@ class Engine:
         ] = {}
         self._finished: dict[str, anyio.Event] = {}
         self._cancel_reasons: dict[str, str] = {}
+        # Runs resumed by `resume()`: the reason for `workflow.resumed`, and the
+        # execution skips the wait (sleep or retry backoff) it is paused on.
+        self._resumed: dict[str, str] = {}
+        # The owner a run was taken from (read before claiming it), for
+        # `workflow.recovered.previous_owner`.
+        self._previous_owners: dict[str, str] = {}
         self._scheduler_signal = _Signal()
         self._outbox_signal = _Signal()
         self._background: builtins.list[fx.Fiber[None, Never]] = []
@@ -346,10 +352,16 @@ class Engine:
                 )
         elif record.status is not RunStatus.PAUSED:
             raise ValueError(f"run {run_id!r} is {record.status}, not paused or failed")
-        self.storage.apply(
-            [UpdateRun(run_id, {"wake_at": self._clock.now()})]
-            if record.status is RunStatus.PAUSED
-            else [UpdateRun(run_id, {"status": RunStatus.RUNNING, "error_json": None})]
+        # A failed run goes back to Paused and due now: the scheduler's ordinary path
+        # (claim, `workflow.resumed`) takes it from there, never the crash path.
+        changes: dict[str, object] = {"wake_at": self._clock.now()}
+        if record.status is RunStatus.FAILED:
+            changes.update(status=RunStatus.PAUSED, error_json=None)
+        self.storage.apply([UpdateRun(run_id, changes)])
+        self._resumed[run_id] = (
+            "resumed after an infrastructure failure"
+            if record.status is RunStatus.FAILED
+            else "resumed by request"
         )
         await self._claim_and_execute(run_id)
 
@@ -494,8 +506,10 @@ class Engine:
                 )
             ]
         if record.status is RunStatus.PAUSED:
+            reason = self._resumed.pop(run_id, None)
+            ctx.skip_next_wait = reason is not None
             return [UpdateRun(run_id, running)], [
-                ctx.event(WorkflowResumed, reason="timer due" if record.wake_at else "resumed")
+                ctx.event(WorkflowResumed, reason=reason or "timer due")
             ]
         # Status running with a lease we could claim: its previous owner died mid-run.
         crashes = record.crash_count + 1
@@ -525,28 +539,33 @@ class Engine:
             ctx.event(
                 WorkflowRecovered,
                 crash_count=crashes,
-                previous_owner=record.lease_owner if record.lease_owner != self.owner else None,
+                previous_owner=self._previous_owners.pop(run_id, None),
             )
         ]
 
     def _settle_started_steps(
-        self, ctx: RunContext
+        self, ctx: RunContext, *, phase: str = "crash", status: str = "failed"
     ) -> tuple[builtins.list[Op], builtins.list[Event]]:
-        """For a run ending without executing again: every step attempt left
-        `started` by a crash gets its terminal `step.failed` (phase crash)."""
+        """For a run that ends now: every step attempt still `started` (its process
+        died, or its own terminal write failed) gets its terminal `step.failed`.
+        `status` "aborted" lets a later `resume` run the step again."""
         ops: builtins.list[Op] = []
         events: builtins.list[Event] = []
         for entry in ctx.history.values():
             if entry.kind == "step" and entry.status == "started":
-                error = ErrorInfo(
-                    "ProcessCrashed", "the process died during the attempt", phase="crash"
+                error = (
+                    ErrorInfo("ProcessCrashed", "the process died during the attempt", phase=phase)
+                    if phase == "crash"
+                    else ErrorInfo(
+                        "StorageError", "the attempt's outcome could not be stored", phase=phase
+                    )
                 )
                 ops.append(
                     PutEntry(
                         ctx.entry(
                             entry.location,
                             "step",
-                            "failed",
+                            status,
                             entry.attempt,
                             error_json=json.dumps(error.to_dict()),
                             data_json=entry.data_json,
@@ -620,20 +639,20 @@ class Engine:
             if phase in ("before", "after", "retry", "crash", "user", "timeout", "encode")
             else None,
         )
-        event = ctx.event(WorkflowFailed, error=info, step_name=step_name, attempt=attempt)
-        return self._commit_end(
-            ctx,
-            [
-                UpdateRun(
-                    ctx.run_id,
-                    {
-                        "status": RunStatus.FAILED,
-                        "error_json": _error_json(error, step_name, attempt),
-                    },
-                )
-            ],
-            [event],
+        # An attempt whose terminal write failed is still `started`: its step.failed
+        # goes in this same transaction, before workflow.failed.
+        if isinstance(error, StepInfrastructureError):
+            ops, events = self._settle_started_steps(ctx, phase=error.phase, status="aborted")
+        else:
+            ops, events = self._settle_started_steps(ctx)
+        ops.append(
+            UpdateRun(
+                ctx.run_id,
+                {"status": RunStatus.FAILED, "error_json": _error_json(error, step_name, attempt)},
+            )
         )
+        events.append(ctx.event(WorkflowFailed, error=info, step_name=step_name, attempt=attempt))
+        return self._commit_end(ctx, ops, events)
 
     def _finish_interrupted(
         self, ctx: RunContext, exit: fx.Exit[Any, Any]
@@ -738,6 +757,8 @@ class Engine:
                 # Runs of workflows this engine does not serve belong to other engines.
                 if record.run_id in self._running or record.workflow_name not in self._workflows:
                     continue
+                if record.lease_owner not in (None, self.owner):
+                    self._previous_owners[record.run_id] = record.lease_owner
                 try:
                     claimed = self.storage.try_claim(
                         record.run_id, self.owner, now, self._lease_ttl

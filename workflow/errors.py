@@ -75,7 +75,7 @@ class StepFailedError(WorkflowError):
 
 class StepInfrastructureError(WorkflowError):
     """Something other than the step's own effect failed during an attempt: storage
-    before or after it, encoding its result, or the retry bookkeeping. `phase` says
+    before or after it, or the retry bookkeeping. `phase` says
     where (see docs/workflow/guarantee.md). It fails the run as a defect, with the step
     and attempt named; the run can be resumed once the cause is fixed."""
 

@@ -233,7 +233,7 @@ def test_transition_table_shape() -> None:
     assert ALLOWED_TRANSITIONS[Q] == {R, X}
     assert ALLOWED_TRANSITIONS[R] == {P, C, F, X, R}
     assert ALLOWED_TRANSITIONS[P] == {R, X}
-    assert ALLOWED_TRANSITIONS[F] == {R}  # Engine.resume after an infrastructure failure
+    assert ALLOWED_TRANSITIONS[F] == {P}  # Engine.resume after an infrastructure failure
     assert all(not ALLOWED_TRANSITIONS[s] for s in (C, X))
     assert {s for s in RunStatus if s.is_terminal} == {C, F, X}
 

@@ -64,7 +64,7 @@ def _sleep(name: str, due: object) -> fx.Effect[None, Never, WorkflowContext]:
             yield from ctx.commit([PutEntry(entry)], [event]).or_die()
         else:
             wake_at = float(json.loads(recorded.data_json or "{}")["wake_at"])
-        remaining = wake_at - ctx.now()
+        remaining = 0.0 if ctx.take_skip_wait() else wake_at - ctx.now()
         if remaining > ctx.in_memory_wait:
             yield from pause(wake_at, f"sleep {name!r}")
         if remaining > 0:

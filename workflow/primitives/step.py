@@ -75,9 +75,15 @@ def step(
     effect is retried per `retry` (short waits in memory, long ones pause the run
     durably); when no attempt is left the step fails with `StepFailedError`.
     `timeout` interrupts an attempt that runs longer (its finalizers run) and counts
-    as a failure of phase `timeout`. Storage or encoding failures around the effect
-    fail the run with `StepInfrastructureError`. Steps run at least once: an attempt
-    interrupted by a crash runs again.
+    as a failure of phase `timeout`. A result the codec cannot store fails the step
+    for good (`StepFailedError`, phase `encode`, naming the step and the type; nothing
+    is stored). Storage failures around the effect fail the run with
+    `StepInfrastructureError`; `Engine.resume` continues it once storage is back.
+    Steps run at least once: an attempt
+    interrupted by a crash runs again if `retry` allows another attempt: a crashed
+    attempt counts like a failed one (so `max_attempts` holds across crashes), and the
+    default policy is a single attempt, so give a step that must survive a crash a
+    `Retry`.
 
     Examples:
         >>> import effect as fx, workflow as wf
@@ -127,7 +133,7 @@ def step(
                 yield from _wait_before_retry(ctx, location, outcome)
             elif recorded.status == "retrying":
                 wake_at = json.loads(recorded.data_json or "{}").get("wake_at")
-                if wake_at is not None and ctx.now() < wake_at:
+                if wake_at is not None and ctx.now() < wake_at and not ctx.take_skip_wait():
                     yield from pause(wake_at, f"retry of step {name!r}")
         while True:
             attempt = _Attempt(last + 1)

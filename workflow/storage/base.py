@@ -85,10 +85,10 @@ ALLOWED_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = types.MappingPro
         ),
         RunStatus.PAUSED: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED}),
         RunStatus.COMPLETED: frozenset(),
-        # `Engine.resume` runs again a run that failed because of infrastructure
-        # (storage, encoding) once the cause is fixed. It is the one way out of a
+        # `Engine.resume` sends a run that failed because of infrastructure (storage)
+        # back to Paused, due now, once the cause is fixed. It is the one way out of a
         # final status; completed steps are not run again.
-        RunStatus.FAILED: frozenset({RunStatus.RUNNING}),
+        RunStatus.FAILED: frozenset({RunStatus.PAUSED}),
         RunStatus.CANCELLED: frozenset(),
     }
 )
