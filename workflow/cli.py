@@ -747,10 +747,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
     finally:
         storage.close()
     print(format_run(view))
-    # Other renderings of `view` hook in here, e.g. a `--plot PNG` option (added to
-    # the `show` parser in `build_parser`) calling
-    # `workflow.viz.save_timeline(view.events, args.plot)`: the events are the
-    # wire-format objects it accepts.
+    if args.plot is not None:
+        from workflow.viz import save_timeline
+
+        path = save_timeline(view.events, args.plot, title=f"run {args.run_id}", by="seq")
+        print(f"timeline picture written to {path}")
     return EXIT_OK
 
 
@@ -919,6 +920,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(seq, time, type, step, attempt, error phase, ...).",
     )
     p.add_argument("run_id", metavar="ID", help="the run id")
+    p.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="also draw the run's events as a timeline picture to this file "
+        "(needs matplotlib: pip install effect-workflow[viz])",
+    )
     db(p)
     p.set_defaults(handler=_cmd_show)
 

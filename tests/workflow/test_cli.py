@@ -101,8 +101,10 @@ def test_run_list_show_cancel(tmp_path: Path) -> None:
     only_failed = cli("list", "--db", db, "--status", "failed", cwd=tmp_path)
     assert [line.split()[0] for line in only_failed.stdout.splitlines()[1:]] == ["A-2"]
 
-    shown = cli("show", "A-1", "--db", db, cwd=tmp_path)
+    picture = tmp_path / "run.png"
+    shown = cli("show", "A-1", "--db", db, "--plot", str(picture), cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
+    assert picture.read_bytes().startswith(b"\x89PNG"), "show --plot wrote no PNG"
     out = shown.stdout
     assert "status    completed" in out
     history = out[out.index("History") : out.index("Events")]
