@@ -299,6 +299,11 @@ async def run_exit(
             await scheduler.drive(lambda: main.done)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
+                # The main fiber first: its scopes close in order, and their
+                # finalizers stop the fibers they own (a scoped consumer may have to
+                # drain first). Only what is left after that is interrupted.
+                main._signal_interrupt(OUTSIDE)
+                await scheduler.drive(lambda: main.done)
                 scheduler.interrupt_roots()
                 await scheduler.drive(lambda: not scheduler.roots)
             raise
