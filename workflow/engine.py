@@ -175,6 +175,18 @@ class Engine:
         # The owner a run was taken from (read before claiming it), for
         # `workflow.recovered.previous_owner`.
         self._previous_owners: dict[str, str] = {}
+        # Runs whose execution could not begin (storage failing): not claimed again
+        # before this time, so a failing storage is not hammered in a loop.
+        self._retry_start_at: dict[str, float] = {}
+        # Runs that may still carry a lease of ours although we do not execute them
+        # (a release that failed, a claim whose reply was lost): released again each
+        # scheduling round until that works, so they never stay stranded.
+        self._stale_leases: set[str] = set()
+        # Runs whose end could not be recorded because storage failed: when this
+        # engine takes them again, that is not a crash (error phase -> the attempt
+        # left started is settled as aborted).
+        self._unrecorded: dict[str, str] = {}
+        self._last_renewal_ok = -1e18
         self._scheduler_signal = _Signal()
         self._outbox_signal = _Signal()
         self._background: builtins.list[fx.Fiber[None, Never]] = []
@@ -184,6 +196,7 @@ class Engine:
 
     async def __aenter__(self) -> Engine:
         await self._runtime.__aenter__()
+        self._last_renewal_ok = self._clock.now()
         self._background.append(await self._runtime.fork(self._scheduler_loop()))
         self._background.append(await self._runtime.fork(self._dispatch_loop()))
         await self._recover_own_runs()
@@ -383,7 +396,15 @@ class Engine:
     async def _claim_and_execute(self, run_id: str) -> None:
         if run_id in self._running or self._shutting_down:
             return
-        claimed = self.storage.try_claim(run_id, self.owner, self._clock.now(), self._lease_ttl)
+        try:
+            claimed = self.storage.try_claim(run_id, self.owner, self._clock.now(), self._lease_ttl)
+        except Exception as exc:
+            # The run exists; the claim may or may not have gone through. The next
+            # scheduling round releases any lease of ours on it and claims it again.
+            _log.warning("could not claim run %s: %s", run_id, exc)
+            self._stale_leases.add(run_id)
+            self._scheduler_signal.notify()
+            return
         if claimed is not None:
             await self._runtime.run(self._launch(claimed))
 
@@ -432,6 +453,7 @@ class Engine:
                 ctx = self._context(record)
             except Exception as exc:
                 _log.warning("run %s could not start: %s", run_id, exc)
+                self._retry_start_at[run_id] = self._clock.now() + self._poll
                 return fx.void
             holder[0] = ctx
             if wf is None:
@@ -469,7 +491,10 @@ class Engine:
                 input_value = codec.decode(record.input_json)
             except Exception as exc:
                 _log.warning("run %s could not start: %s", run_id, exc)
+                self._retry_start_at[run_id] = self._clock.now() + self._poll
                 return fx.void
+            self._retry_start_at.pop(run_id, None)
+            self._unrecorded.pop(run_id, None)
             began = ctx.now()
             body = fx.suspend(lambda: wf(input_value)).provide_service(WorkflowContext, ctx)
             return (
@@ -511,11 +536,24 @@ class Engine:
             return [UpdateRun(run_id, running)], [
                 ctx.event(WorkflowResumed, reason=reason or "timer due")
             ]
+        unrecorded = self._unrecorded.get(run_id)
+        if unrecorded is not None:
+            # This engine could not record how the run ended (storage failed): not a
+            # crash. The attempt its failure left started is settled as aborted.
+            ops, events = self._settle_started_steps(ctx, phase="after", status="aborted")
+            ops.append(UpdateRun(run_id, running))
+            events.append(ctx.event(WorkflowResumed, reason=unrecorded))
+            return ops, events
         # Status running with a lease we could claim: its previous owner died mid-run.
         crashes = record.crash_count + 1
         if crashes > self._max_crashes:
             ctx.interrupt_reason = "crash loop"
             error = CrashLoopError(run_id, crashes)
+            in_progress = [
+                e for e in ctx.history.values() if e.kind == "step" and e.status == "started"
+            ]
+            step_name = in_progress[-1].location.rsplit("/", 1)[-1] if in_progress else None
+            attempt = in_progress[-1].attempt if in_progress else None
             ops, events = self._settle_started_steps(ctx)
             ops.append(
                 UpdateRun(
@@ -523,12 +561,17 @@ class Engine:
                     {
                         "status": RunStatus.FAILED,
                         "crash_count": crashes,
-                        "error_json": _error_json(error),
+                        "error_json": _error_json(error, step_name, attempt),
                     },
                 )
             )
             events.append(
-                ctx.event(WorkflowFailed, error=ErrorInfo(type(error).__name__, str(error)))
+                ctx.event(
+                    WorkflowFailed,
+                    error=ErrorInfo(type(error).__name__, str(error)),
+                    step_name=step_name,
+                    attempt=attempt,
+                )
             )
             try:
                 ctx.commit_now(ops, events)
@@ -683,9 +726,12 @@ class Engine:
             try:
                 ctx.commit_now(ops, events)
             except Exception as exc:
-                # The run stays Running under our lease; once the lease runs out, the
-                # next engine recovers it (and reports any step left started).
+                # The run stays Running. This engine takes it again at its next
+                # scheduling round (not as a crash: see `_opening`); if this process
+                # dies first, the next engine recovers it as a crash.
                 _log.warning("could not record the end of run %s: %s", ctx.run_id, exc)
+                self._unrecorded[ctx.run_id] = "storage failed while recording the run's end"
+                self._retry_start_at[ctx.run_id] = self._clock.now() + self._poll
 
         return fx.sync(commit)
 
@@ -710,6 +756,9 @@ class Engine:
             self.storage.release_lease(run_id, self.owner)
         except Exception as exc:
             _log.warning("could not release the lease of run %s: %s", run_id, exc)
+            self._stale_leases.add(run_id)
+        else:
+            self._stale_leases.discard(run_id)
 
     # -- background fibers ----------------------------------------------------------
 
@@ -723,10 +772,14 @@ class Engine:
                     self._renew(now)
                     last_renewal = now
                 yield from self._claim_due(now)
+                yield from self._stop_runs_without_lease(now)
                 wait = self._poll
                 next_wake = yield from fx.sync(self._next_wake)
-                if next_wake is not None:
-                    wait = max(0.0, min(wait, next_wake - self._clock.now()))
+                if next_wake is not None and next_wake > self._clock.now():
+                    # A timer already due was either just claimed or is not ours to
+                    # claim (leased elsewhere, another engine's workflow): waiting 0
+                    # for it would spin.
+                    wait = min(wait, next_wake - self._clock.now())
                 yield from self._scheduler_signal.wait(wait)
 
         return loop
@@ -742,6 +795,25 @@ class Engine:
             self.storage.renew_leases(self.owner, now, self._lease_ttl)
         except Exception as exc:
             _log.warning("could not renew leases: %s", exc)
+            return
+        self._last_renewal_ok = now
+
+    def _stop_runs_without_lease(self, now: float) -> fx.Effect[None, Never, Never]:
+        """If leases could not be renewed for most of their life, another engine may
+        soon take our runs over: interrupt them before the leases run out, so two
+        engines never execute one run at once."""
+        if not self._running or now - self._last_renewal_ok < self._lease_ttl * 0.75:
+            return fx.void
+        _log.warning(
+            "leases not renewed for %.1fs: stopping this engine's runs",
+            now - self._last_renewal_ok,
+        )
+        stopping: builtins.list[fx.Effect[None, Never, Never]] = []
+        for fiber, holder in list(self._running.values()):
+            if holder[0] is not None:
+                holder[0].interrupt_reason = "lease lost"
+            stopping.append(fiber.interrupt().fork_daemon().as_void)
+        return fx.all(stopping).as_void
 
     def _claim_due(self, now: float) -> fx.Effect[None, Never, Never]:
         def claim() -> fx.Effect[None, Never, Never]:
@@ -752,10 +824,14 @@ class Engine:
             except Exception as exc:
                 _log.warning("could not list claimable runs: %s", exc)
                 return fx.void
+            for run_id in [r for r in self._stale_leases if r not in self._running]:
+                self._release(run_id)
             launches: builtins.list[fx.Effect[None, Never, Never]] = []
             for record in candidates:
                 # Runs of workflows this engine does not serve belong to other engines.
                 if record.run_id in self._running or record.workflow_name not in self._workflows:
+                    continue
+                if self._retry_start_at.get(record.run_id, -1e18) > now:
                     continue
                 if record.lease_owner not in (None, self.owner):
                     self._previous_owners[record.run_id] = record.lease_owner
@@ -764,7 +840,9 @@ class Engine:
                         record.run_id, self.owner, now, self._lease_ttl
                     )
                 except Exception as exc:
+                    # The claim may have gone through without our hearing of it.
                     _log.warning("could not claim run %s: %s", record.run_id, exc)
+                    self._stale_leases.add(record.run_id)
                     continue
                 if claimed is not None:
                     launches.append(self._launch(claimed))

@@ -9,6 +9,7 @@ from typing import Never
 import effect as fx
 from tracker.events import SleepCompleted, SleepStarted, format_timestamp
 from workflow.context import WorkflowContext
+from workflow.errors import StepInfrastructureError
 from workflow.primitives.pause import pause
 from workflow.storage import PutEntry
 
@@ -61,7 +62,9 @@ def _sleep(name: str, due: object) -> fx.Effect[None, Never, WorkflowContext]:
                 duration_ms=max(0.0, wake_at - now) * 1000,
                 resume_at=_iso(wake_at),
             )
-            yield from ctx.commit([PutEntry(entry)], [event]).or_die()
+            yield from ctx.commit([PutEntry(entry)], [event]).catch_all(
+                lambda exc: fx.die(StepInfrastructureError(name, "before", 1, exc))
+            )
         else:
             wake_at = float(json.loads(recorded.data_json or "{}")["wake_at"])
         remaining = 0.0 if ctx.take_skip_wait() else wake_at - ctx.now()
@@ -72,7 +75,9 @@ def _sleep(name: str, due: object) -> fx.Effect[None, Never, WorkflowContext]:
         done = ctx.entry(
             location, "sleep", "completed", 0, data_json=json.dumps({"wake_at": wake_at})
         )
-        yield from ctx.commit([PutEntry(done)], [ctx.event(SleepCompleted, name=name)]).or_die()
+        yield from ctx.commit([PutEntry(done)], [ctx.event(SleepCompleted, name=name)]).catch_all(
+            lambda exc: fx.die(StepInfrastructureError(name, "after", 1, exc))
+        )
 
     return run
 
