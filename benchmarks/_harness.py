@@ -17,6 +17,7 @@ and `ratio` is `ns_per_op / baseline_ns_per_op` (below 1 means faster than the b
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import statistics
@@ -113,3 +114,13 @@ def report(scenario: str, n: int, timing: Timing, baseline: Timing) -> dict[str,
     }
     print(json.dumps(line), flush=True)
     return line
+
+
+def main(scenarios: dict[str, Callable[[int], None]], doc: str | None) -> None:
+    """Run the benchmark script's scenarios: `--only NAME` (repeatable), `--repeat N`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT)
+    parser.add_argument("--only", action="append", choices=sorted(scenarios), default=None)
+    args: Any = parser.parse_args()
+    for name in args.only or list(scenarios):
+        scenarios[name](args.repeat)

@@ -26,13 +26,13 @@ times and the median kept. Every result is checked. One JSON line per comparison
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from collections.abc import Callable, Generator
-from typing import Any, Never
+from typing import Never
 
 import anyio
-from _harness import DEFAULT_REPEAT, Timing, measure, measure_async, report
+from _harness import Timing, measure, measure_async, report
+from _harness import main as run_scenarios
 
 import effect as fx
 
@@ -267,14 +267,5 @@ SCENARIOS: dict[str, Callable[[int], None]] = {
 }
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT)
-    parser.add_argument("--only", action="append", choices=sorted(SCENARIOS), default=None)
-    args: Any = parser.parse_args(argv)
-    for name in args.only or list(SCENARIOS):
-        SCENARIOS[name](args.repeat)
-
-
 if __name__ == "__main__":
-    main()
+    run_scenarios(SCENARIOS, __doc__)

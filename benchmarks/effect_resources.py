@@ -24,7 +24,6 @@ comparison (see `_harness.py`).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 import types
@@ -37,7 +36,8 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
-from _harness import DEFAULT_REPEAT, Timing, measure, measure_async, report
+from _harness import Timing, measure, measure_async, report
+from _harness import main as run_scenarios
 
 import effect as fx
 
@@ -291,14 +291,5 @@ SCENARIOS: dict[str, Callable[[int], None]] = {
 }
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT)
-    parser.add_argument("--only", action="append", choices=sorted(SCENARIOS), default=None)
-    args: Any = parser.parse_args(argv)
-    for name in args.only or list(SCENARIOS):
-        SCENARIOS[name](args.repeat)
-
-
 if __name__ == "__main__":
-    main()
+    run_scenarios(SCENARIOS, __doc__)

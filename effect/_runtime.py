@@ -130,17 +130,7 @@ class Scheduler:
 
     def start_promise(self, fiber: Fiber[Any, Any], epoch: int, node: _Promise[Any, Any]) -> None:
         if self._task_group is None:
-            fiber._resume(
-                epoch,
-                _FailCause(
-                    Die(
-                        AsyncFiberError(
-                            f"Fiber #{fiber.id} cannot be resolved synchronously: it reached "
-                            f"{node.label}, which needs an event loop; use `await fx.run(...)`"
-                        )
-                    )
-                ),
-            )
+            _needs_event_loop(fiber, epoch, node.label)
             return
         scope = anyio.CancelScope()
         fiber._canceler = scope.cancel
@@ -148,18 +138,7 @@ class Scheduler:
 
     def start_sleep(self, fiber: Fiber[Any, Any], epoch: int, seconds: float) -> None:
         if self._task_group is None:
-            fiber._resume(
-                epoch,
-                _FailCause(
-                    Die(
-                        AsyncFiberError(
-                            f"Fiber #{fiber.id} cannot be resolved synchronously: it reached "
-                            f"fx.sleep({seconds}), which needs an event loop; "
-                            "use `await fx.run(...)`"
-                        )
-                    )
-                ),
-            )
+            _needs_event_loop(fiber, epoch, f"fx.sleep({seconds})")
             return
         deadline = anyio.current_time() + seconds
         self._timer_seq += 1
@@ -241,6 +220,15 @@ class Scheduler:
 
 
 _VOID: Effect[None, Never, Never] = _Succeed(None)
+
+
+def _needs_event_loop(fiber: Fiber[Any, Any], epoch: int, step: str) -> None:
+    """A synchronous run reached `step`: the fiber dies there (its finalizers run)."""
+    error = AsyncFiberError(
+        f"Fiber #{fiber.id} cannot be resolved synchronously: it reached {step}, "
+        "which needs an event loop; use `await fx.run(...)`"
+    )
+    fiber._resume(epoch, _FailCause(Die(error)))
 
 
 async def _await_promise(

@@ -18,7 +18,8 @@ from __future__ import annotations
 import enum
 import types
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from types import TracebackType
+from typing import Any, Protocol, Self, TypeAlias, runtime_checkable
 
 import attrs
 
@@ -532,6 +533,24 @@ def check_ttl(ttl: float) -> None:
 
 
 # --------------------------------------------------------------------------- protocol
+
+
+class ClosingContext:
+    """`with storage:` closes the storage at the end of the block (both backends)."""
+
+    def close(self) -> None:
+        raise NotImplementedError  # pragma: no cover - the backends implement it
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 @runtime_checkable

@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from types import TracebackType
 
 import attrs
 
 from workflow.storage.base import (
     AppendEvents,
+    ClosingContext,
     ConflictError,
     HistoryEntry,
     InsertRun,
@@ -36,7 +36,7 @@ __all__ = ["MemoryStorage"]
 _Undo = list[Callable[[], object]]
 
 
-class MemoryStorage:
+class MemoryStorage(ClosingContext):
     """In-process `Storage`: same semantics as `SqliteStorage`, nothing survives the process.
 
     One `threading.Lock` guards all state, so every method is atomic with respect to
@@ -73,17 +73,6 @@ class MemoryStorage:
 
     def __repr__(self) -> str:
         return f"MemoryStorage(runs={len(self._runs)}, events={len(self._events)})"
-
-    def __enter__(self) -> MemoryStorage:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _check_open(self, operation: str) -> None:
         if self._closed:

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from types import TracebackType
 from typing import Any, Literal
 
 import attrs
@@ -26,6 +25,7 @@ import attrs
 from workflow.storage.base import (
     TERMINAL_STATUSES,
     AppendEvents,
+    ClosingContext,
     ConflictError,
     HistoryEntry,
     InsertRun,
@@ -176,7 +176,7 @@ def _event_from_row(row: Sequence[Any]) -> OutboxEvent:
     )
 
 
-class SqliteStorage:
+class SqliteStorage(ClosingContext):
     """`Storage` in one SQLite file, in WAL mode; safe to share between processes.
 
     Threads: one connection, used under one lock. Every method holds the lock for its
@@ -295,17 +295,6 @@ class SqliteStorage:
 
     def __repr__(self) -> str:
         return f"SqliteStorage({self.path!r}, synchronous={self.synchronous!r})"
-
-    def __enter__(self) -> SqliteStorage:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ plumbing
 
