@@ -26,7 +26,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/pyright
 
 pytest: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --nbmake tests notebooks
 
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict --site-dir site
