@@ -40,7 +40,8 @@ class TrackerStats:
     """Events acknowledged by the destination."""
     dropped: Mapping[str, int] = attrs.field(factory=dict)
     """Events given up on, by reason: `queue_full`, `rejected` (a 4xx other than 408
-    and 429), `retries_exhausted`, `close_deadline`, `serialization`."""
+    and 429), `retries_exhausted`, `close_deadline`, `consumer_died`, `serialization`,
+    `after_close` (emitted after the tracker closed)."""
     retried: int = 0
     """Batch send attempts that were retried."""
     in_flight: int = 0

@@ -65,7 +65,10 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """The wait after failed attempt `attempt` (1-based), before any Retry-After."""
-        raw = min(self.max_delay, self.base_delay * self.factor ** (attempt - 1))
+        try:
+            raw = min(self.max_delay, self.base_delay * self.factor ** (attempt - 1))
+        except OverflowError:  # far past the cap
+            raw = self.max_delay
         return raw * rng.uniform(1 - self.jitter, 1 + self.jitter)
 
 
@@ -344,26 +347,33 @@ class HttpTracker:
         def start() -> fx.Effect[None, Never, Never]:
             self._closing = True
             self._wake_consumer()
-            return consumer.await_().as_(True).race(fx.sleep(deadline).as_(False)).flat_map(finish)
+            ended: fx.Effect[fx.Exit[None, Never] | None, Never, Never] = consumer.await_()
+            return ended.race(fx.sleep(deadline).as_(None)).flat_map(finish)
 
-        def finish(drained: bool) -> fx.Effect[None, Never, Never]:
-            if drained:
-                return fx.sync(self._mark_closed)
-            # Stop the consumer first, so nothing is settled twice, then count the
-            # rest: the batch it held and whatever is still queued.
-            return consumer.interrupt().and_then(fx.sync(self._abandon))
+        def finish(exit: fx.Exit[None, Never] | None) -> fx.Effect[None, Never, Never]:
+            if exit is None:
+                # Past the deadline: stop the consumer first, so nothing is settled
+                # twice, then count the rest: the batch it held and what is queued.
+                return consumer.interrupt().and_then(
+                    fx.sync(lambda: self._abandon("close_deadline", "close deadline passed"))
+                )
+            if isinstance(exit, fx.Failure):
+                # The consumer died (a bug): whatever it left is counted and reported
+                # rather than silently kept.
+                _log.error("the tracker's consumer died: %s", exit.cause.pretty())
+                return fx.sync(lambda: self._abandon("consumer_died", str(exit.cause.squash())))
+            return fx.sync(lambda: self._abandon("close_deadline", "undelivered at close"))
 
         return fx.suspend(start)
 
-    def _mark_closed(self) -> None:
-        self._closed = True
-
-    def _abandon(self) -> None:
+    def _abandon(self, reason: str, detail: str) -> None:
+        """Close, counting and reporting every event still held (none after a clean
+        drain)."""
         left = self._batch + list(self._queue)
         self._queue.clear()
         self._closed = True
         if left:
-            self._give_up("close_deadline", left, "close deadline passed before delivery")
+            self._give_up(reason, left, detail)
 
 
 def _nothing() -> None:

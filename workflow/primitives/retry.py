@@ -41,7 +41,10 @@ class Retry:
 
     def delay(self, failed_attempt: int, rng: random.Random) -> float:
         """Seconds to wait after failed attempt `failed_attempt` (1-based)."""
-        raw = min(self.max_delay, self.backoff * 2 ** (failed_attempt - 1))
+        try:
+            raw = min(self.max_delay, self.backoff * 2 ** (failed_attempt - 1))
+        except OverflowError:  # far past the cap
+            raw = self.max_delay
         if self.jitter:
             raw *= rng.uniform(1 - self.jitter, 1 + self.jitter)
         return max(0.0, float(raw))
