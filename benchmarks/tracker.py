@@ -1,9 +1,9 @@
 """Benchmarks of the HTTP batch tracker (`tracker.http`) against the loopback collector.
 
 Run with `make bench`, or `.venv/bin/python benchmarks/tracker.py`.
-Options: `--repeat N` (default 5), `--only SCENARIO` (may be given several times:
-`throughput`, `latency`, `close`, `close_hung`), `--events N` (default 50,000),
-`--close-deadline S` (default 5.0), `--backend asyncio|trio`.
+Options (`_harness.main`): `--repeat N` (default 5), `--only SCENARIO` (may be given
+several times: `calibration`, `throughput`, `latency`, `close`, `close_hung`). All run
+on asyncio.
 
 Scenarios (targets from the tracker design notes, for a 2-core machine):
 
@@ -54,7 +54,6 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 sys.path.append(str(_HERE))
 
-import argparse  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -62,12 +61,12 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 from collections import deque  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+from collections.abc import Awaitable, Callable  # noqa: E402
 from typing import Any, Never, Protocol  # noqa: E402
 
 import anyio  # noqa: E402
 import httpx  # noqa: E402
-from _harness import DEFAULT_REPEAT  # noqa: E402
+from _harness import main as run_scenarios  # noqa: E402
 
 import effect as fx  # noqa: E402
 import tracker  # noqa: E402
@@ -541,44 +540,43 @@ async def bench_close_hung(collector: Collector, repeat: int, deadline: float) -
 
 # -- main ------------------------------------------------------------------------------
 
-SCENARIOS = ("throughput", "latency", "close", "close_hung")
+CLOSE_DEADLINE = 5.0  # the default of tracker.http
 
 
-async def run_all(args: argparse.Namespace) -> None:
-    only = set(args.only or SCENARIOS)
-    # Drops are expected in the stalled and hung scenarios, and checked there.
-    logging.getLogger("tracker.http").setLevel(logging.ERROR)
-    calibrate()
-    with Collector() as collector:
-        if "throughput" in only:
+def in_loop(body: Callable[[Collector], Awaitable[None]]) -> None:
+    """Run `body` on asyncio with a fresh in-thread collector."""
+
+    async def go() -> None:
+        with Collector() as collector:
+            await body(collector)
+
+    anyio.run(go, backend="asyncio")
+
+
+def scenario_throughput(repeat: int) -> None:
+    async def body(collector: Collector) -> None:
+        for batch, target in ((100, 20_000), (500, 35_000)):
+            await bench_throughput(collector, EVENTS, batch, target, repeat, "thread")
+        process = ProcessCollector()
+        try:
             for batch, target in ((100, 20_000), (500, 35_000)):
-                await bench_throughput(collector, args.events, batch, target, args.repeat, "thread")
-            process = ProcessCollector()
-            try:
-                for batch, target in ((100, 20_000), (500, 35_000)):
-                    await bench_throughput(
-                        process, args.events, batch, target, args.repeat, "process"
-                    )
-            finally:
-                process.stop()
-        if "latency" in only:
-            await bench_latency(collector, args.repeat)
-        if "close" in only:
-            await bench_close(collector, args.repeat)
-        if "close_hung" in only:
-            await bench_close_hung(collector, args.repeat, args.close_deadline)
+                await bench_throughput(process, EVENTS, batch, target, repeat, "process")
+        finally:
+            process.stop()
+
+    in_loop(body)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT)
-    parser.add_argument("--only", action="append", choices=SCENARIOS)
-    parser.add_argument("--events", type=int, default=EVENTS)
-    parser.add_argument("--close-deadline", type=float, default=5.0)
-    parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
-    args = parser.parse_args(argv)
-    anyio.run(run_all, args, backend=args.backend)
+SCENARIOS: dict[str, Callable[[int], None]] = {
+    "calibration": lambda repeat: calibrate(),
+    "throughput": scenario_throughput,
+    "latency": lambda repeat: in_loop(lambda c: bench_latency(c, repeat)),
+    "close": lambda repeat: in_loop(lambda c: bench_close(c, repeat)),
+    "close_hung": lambda repeat: in_loop(lambda c: bench_close_hung(c, repeat, CLOSE_DEADLINE)),
+}
 
 
 if __name__ == "__main__":
-    main()
+    # Drops are expected in the stalled and hung scenarios, and checked there.
+    logging.getLogger("tracker.http").setLevel(logging.ERROR)
+    run_scenarios(SCENARIOS, __doc__)

@@ -16,8 +16,11 @@ The properties (from the tracker design notes, `docs/tracker.md`):
   reported, a hung endpoint cannot hold the close past its deadline, an endpoint that is
   down keeps the queue bounded and counts every drop, resets and timeouts are retried;
 - one tracker in a `ManagedRuntime` serves many runs with one client; `flush()` is a barrier;
+- whatever stops the consumer, the close accounts for every event (delivered, or
+  dropped and reported), and the retry backoff stays capped for any attempt number;
 - events of a run arrive in emit order; `emit` stays fast when the endpoint stalls;
-- hypothesis: random emitters, batch sizes and close timing, always exactly once;
+- hypothesis: random emitters, batch sizes, faults and close timing (stopped emitters
+  or a cancelled `fx.run`), always exactly once;
 - the in-memory, no-op and JSONL backends keep the same basic contract.
 
 Speed note: each `tracker.http` build makes an `httpx.AsyncClient`, and httpx parses the
@@ -30,6 +33,7 @@ builds its own client, connection pool and consumer.
 from __future__ import annotations
 
 import json
+import math
 import random
 import statistics
 import time
@@ -639,6 +643,46 @@ async def test_retries_exhausted_are_counted_and_reported(collector: Collector) 
     assert_accounted(stats)
 
 
+def test_retry_delay_is_capped_for_any_attempt_number() -> None:
+    """`delay` is `min(max_delay, base_delay * factor ** (attempt - 1))`: it must stay
+    at most `max_delay` (times the jitter) however many attempts the policy allows."""
+    policy = RetryPolicy(max_attempts=2000)
+    rng = random.Random(0)
+    for attempt in (1, 10, 100, 1024, 1025, 1999):
+        assert policy.delay(attempt, rng) <= policy.max_delay * (1 + policy.jitter)
+
+
+async def test_a_consumer_that_dies_does_not_lose_events_silently(collector: Collector) -> None:
+    """Whatever stops the consumer fiber, the close must account for every event:
+    delivered, or dropped and reported. Here the consumer dies of a defect: computing
+    the backoff after attempt 32 overflows (`factor ** 31` with factor 1e10; the
+    default factor 2 overflows the same way at attempt 1025, see the test above)."""
+    collector.set_mode("down")
+    errors: list[DeliveryError] = []
+    policy = RetryPolicy(max_attempts=100, base_delay=0.0, factor=1e10, max_delay=0.0)
+    layer = tracker.http(
+        collector.events_url,
+        max_wait=0.0,
+        retry=policy,
+        close_deadline=1.0,
+        on_error=errors.append,
+    )
+    first, second = make_event("dies", 0), make_event("dies", 1)
+    async with fx.ManagedRuntime(layer) as rt:
+        t = await rt.run(fx.service(EventTracker))
+        await rt.run(t.emit(first))
+        # 32 attempts answered 503: the 32nd is the consumer's last (its backoff dies).
+        await eventually(lambda: len(collector.requests()) >= 32)
+        collector.set_mode("ok")
+        await rt.run(t.emit(second))
+    stats = http_stats(t)
+    delivered = set(stored_ids(collector))
+    reported = {event_id for error in errors for event_id in error.event_ids}
+    assert (stats.pending, stats.in_flight) == (0, 0), stats
+    assert_accounted(stats)
+    assert delivered | reported == {first.event_id, second.event_id}, (stats, errors)
+
+
 # --- 4. one tracker in a ManagedRuntime -------------------------------------------------------
 
 
@@ -874,6 +918,7 @@ emitter_plans = st.lists(
     max_batch=st.integers(1, 50),
     max_wait=st.sampled_from([0.0, 0.002, 10.0]),
     close=st.one_of(st.just(None), st.sampled_from([0.0, 0.001, 0.005, 0.02])),
+    how=st.sampled_from(["stop", "cancel"]),
     linger=st.sampled_from([None, 0.0, 0.003]),
     fault=st.sampled_from([None, {"status": 500}, {"reset": True}, {"status": 503}]),
 )
@@ -883,13 +928,16 @@ async def test_random_interleavings_deliver_exactly_once(
     max_batch: int,
     max_wait: float,
     close: float | None,
+    how: str,
     linger: float | None,
     fault: dict[str, object] | None,
 ) -> None:
-    """Concurrent emitters in one scoped run. With `close` None the run waits for them;
-    otherwise it stops them after `close` seconds, wherever they are. Then it lingers
-    (`None`: returns at once; else `fx.sleep(linger)`, letting the consumer pick up a
-    batch) and the scope closes."""
+    """Concurrent emitters in one scoped run, and a close at a random moment. With
+    `close` None the run waits for them, lingers (`None`: ends at once; else
+    `fx.sleep(linger)`, letting the consumer take a batch) and ends. Otherwise, after
+    `close` seconds, the run either stops the emitters wherever they are and ends the
+    same way (`stop`), or the task awaiting `fx.run` is cancelled (`cancel`, timed from
+    the start of `fx.run`). Every event emitted must arrive exactly once."""
     collector.clear()
     collector.set_faults([fault] if fault else [])
     emitted: list[str] = []
@@ -914,7 +962,7 @@ async def test_random_interleavings_deliver_exactly_once(
         fibers = []
         for i, (count, pace) in enumerate(emitters):
             fibers.append((yield from emitter(i, count, pace).fork()))
-        if close is None:
+        if close is None or how == "cancel":
             for fiber in fibers:
                 yield from fiber.await_()
         else:
@@ -927,7 +975,8 @@ async def test_random_interleavings_deliver_exactly_once(
     layer = tracker.http(
         collector.events_url, max_batch=max_batch, max_wait=max_wait, retry=FAST_RETRY
     )
-    await fx.run(prog.provide(layer))
+    with anyio.move_on_after(close if close is not None and how == "cancel" else math.inf):
+        await fx.run(prog.provide(layer))
     assert_exactly_once(collector, emitted)
 
 
