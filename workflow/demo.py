@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tracker.collector import Collector
-from workflow.cli import enqueue, format_timeline
+from workflow.cli import enqueue
+from workflow.report import format_timeline
 from workflow.storage import HistoryEntry, RunRecord, RunStatus, SqliteStorage
 
 __all__ = ["run_demo"]
