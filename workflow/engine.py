@@ -21,7 +21,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Never
 
 import anyio
@@ -76,34 +76,18 @@ _log = logging.getLogger("workflow.engine")
 
 
 class _Signal:
-    """Wakes one waiting fiber; remembers a wake-up that came while nobody waited."""
+    """Wakes one waiting fiber, and remembers a wake-up that came while nobody
+    waited: a sliding queue of one."""
 
     def __init__(self) -> None:
-        self._resume: Callable[[fx.Effect[None, Never, Never]], None] | None = None
-        self._pending = False
+        self._queue: fx.Queue[None] = fx.Queue("sliding", 1)
 
     def notify(self) -> None:
-        resume, self._resume = self._resume, None
-        if resume is not None:
-            resume(fx.void)
-        else:
-            self._pending = True
+        self._queue.offer_nowait(None)
 
     def wait(self, timeout: float) -> fx.Effect[None, Never, Never]:
-        def register(resume: Callable[[fx.Effect[None, Never, Never]], None]) -> Callable[[], None]:
-            if self._pending:
-                self._pending = False
-                resume(fx.void)
-            else:
-                self._resume = resume
-
-            def cancel() -> None:
-                if self._resume is resume:
-                    self._resume = None
-
-            return cancel
-
-        return fx.async_(register).race(fx.sleep(timeout))
+        """Wait until notified, or `timeout` seconds."""
+        return self._queue.take().as_void.race(fx.sleep(timeout))
 
 
 class Engine:

@@ -132,8 +132,7 @@ class HttpTracker:
         self._accepted = 0
         self._settled = 0
         self._flush_waiters: list[tuple[int, Callable[[fx.Effect[None, Never, Never]], None]]] = []
-        self._consumer_wakeup: Callable[[fx.Effect[None, Never, Never]], None] | None = None
-        self._wakeup_pending = False
+        self._wakeup: fx.Queue[None] = fx.Queue("sliding", 1)
 
         self._emitted = 0
         self._delivered = 0
@@ -157,7 +156,10 @@ class HttpTracker:
         queue.append(event)
         self._accepted += 1
         n = len(queue)
-        if n == 1 or n >= self._max_batch:
+        # The first event starts the max_wait clock; a full batch wants sending now. A
+        # wake-up while the consumer is busy is kept, and after each send it checks the
+        # queue again, so no other emit needs to wake it.
+        if n == 1 or n == self._max_batch:
             self._wake_consumer()
 
     def emit(self, event: Event) -> fx.Effect[None, Never, Never]:
@@ -310,29 +312,12 @@ class HttpTracker:
     # -- waking the consumer --------------------------------------------------------
 
     def _wake_consumer(self) -> None:
-        resume, self._consumer_wakeup = self._consumer_wakeup, None
-        if resume is not None:
-            resume(fx.void)
-        else:
-            self._wakeup_pending = True
+        # A sliding queue of one: a wake-up nobody waits for is kept (once).
+        self._wakeup.offer_nowait(None)
 
     def _wait(self, timeout: float | None) -> fx.Effect[None, Never, Never]:
         """Wait until woken (an emit, a flush, close), or `timeout` seconds."""
-
-        def register(resume: Callable[[fx.Effect[None, Never, Never]], None]) -> Callable[[], None]:
-            if self._wakeup_pending:
-                self._wakeup_pending = False
-                resume(fx.void)
-                return _nothing
-            self._consumer_wakeup = resume
-
-            def cancel() -> None:
-                if self._consumer_wakeup is resume:
-                    self._consumer_wakeup = None
-
-            return cancel
-
-        woken: fx.Effect[None, Never, Never] = fx.async_(register)
+        woken = self._wakeup.take().as_void
         return woken if timeout is None else woken.race(fx.sleep(timeout))
 
     # -- closing ------------------------------------------------------------------
