@@ -242,6 +242,11 @@ class _Watch:
                     self.status = str(getattr(status, "value", status))
                     self.ended.set()
 
+    def apply_each(self, batches: Any) -> list[Exception | None]:
+        from workflow.storage import apply_one_by_one
+
+        return apply_one_by_one(self, batches)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 

@@ -244,6 +244,9 @@ class ScopedStorage:
     def apply(self, ops: Sequence[Op]) -> None:
         self.inner.apply(ops)
 
+    def apply_each(self, batches: Sequence[Sequence[Op]]) -> list[Exception | None]:
+        return self.inner.apply_each(batches)
+
     def get_run(self, run_id: str) -> RunRecord | None:
         return self.inner.get_run(run_id)
 

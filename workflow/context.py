@@ -5,6 +5,13 @@ earlier executions recorded, by location), the locations this execution visited,
 and the next event `seq`; and it is the only way primitives write: `commit(ops,
 events)` applies state changes and the events describing them in ONE storage
 transaction (the outbox), so an event is durable exactly when its state change is.
+
+`stage(ops, events, on_failure)` holds a write for the run's next transaction
+instead: a step's result rides along with the next step's start, so a step costs one
+commit, not two. What is staged is never lost silently: it lands with the next
+commit, or the engine flushes it alone as soon as the run's fiber waits on anything
+else; if the transaction carrying it fails, `on_failure` decides what that means
+(for a step: phase `after` of that step, see `workflow.primitives.step`).
 """
 
 from __future__ import annotations
@@ -13,19 +20,54 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any, Never
 
+import attrs
+
 import effect as fx
 from effect._effect import get_local, locally
 from tracker.events import Event
 from workflow.errors import HistoryDivergedError, NestedPrimitiveError
 from workflow.storage import AppendEvents, HistoryEntry, Op, PutEntry, Storage, UpdateRun
 
-__all__ = ["RunContext", "WorkflowContext"]
+__all__ = ["RunContext", "StagedWriteFailed", "WorkflowContext"]
 
 # Fiber-local keys: the path of scope names the fiber is in, and the step (if any)
 # whose user effect it is running. Fiber-local so that parallel branches added later
 # each carry their own.
 _PATH = object()
 _IN_STEP = object()
+
+
+@attrs.frozen
+class _Staged:
+    ops: Sequence[Op]
+    events: Sequence[Event]
+    on_failure: Callable[[Exception], fx.Effect[Never, Never, Never]]
+
+
+@attrs.frozen
+class _Pending:
+    """A prepared commit: what to apply, and what to record once it is applied."""
+
+    batch: Sequence[Op]
+    ops: Sequence[Op]
+    next_seq: int
+    has_events: bool
+    staged: _Staged | None
+
+    def failure(self, error: Exception) -> Exception:
+        """The error a failed apply of `batch` is reported as."""
+        return error if self.staged is None else StagedWriteFailed(self.staged, error)
+
+
+class StagedWriteFailed(Exception):
+    """A transaction that carried a staged write failed (raised by `commit_now`);
+    `error` is what storage raised. The staged write is dropped: its `on_failure`
+    owns the consequences."""
+
+    def __init__(self, staged: _Staged, error: Exception) -> None:
+        super().__init__(str(error))
+        self.staged = staged
+        self.error = error
 
 
 class RunContext:
@@ -44,6 +86,8 @@ class RunContext:
         now: Callable[[], float],
         in_memory_wait: float,
         on_commit: Callable[[], None],
+        on_stage: Callable[[RunContext], None] = lambda ctx: ctx.flush_staged(),
+        write: Callable[[Sequence[Op]], fx.Effect[None, Exception, Never]] | None = None,
         seed: int | None = None,
     ) -> None:
         self.run_id = run_id
@@ -62,6 +106,10 @@ class RunContext:
         self.skip_next_wait = False
         self.current_step: tuple[str, int] | None = None
         self._on_commit = on_commit
+        self._on_stage = on_stage
+        # How `commit` applies a batch: the engine's group commit, or storage directly.
+        self._write = write or (lambda batch: fx.try_(lambda: storage.apply(batch), catch=_same))
+        self._staged: _Staged | None = None
 
     # -- events and commits ---------------------------------------------------------
 
@@ -75,35 +123,109 @@ class RunContext:
         )
 
     def commit_now(self, ops: Sequence[Op], events: Sequence[Event] = ()) -> None:
-        """Apply `ops` and append `events` to the outbox in one transaction, fenced by
-        the lease: if another engine took the run, the commit fails with a
-        `ConflictError` and nothing is written. Raises whatever storage raises."""
-        numbered = [attrs_evolve_seq(e, self.next_seq + i) for i, e in enumerate(events)]
+        """Apply what is staged, then `ops`, and append `events` to the outbox, in one
+        transaction fenced by the lease: if another engine took the run, the commit
+        fails with a `ConflictError` and nothing is written. Raises what storage
+        raises, wrapped in `StagedWriteFailed` if the transaction carried a staged
+        write (which is then dropped)."""
+        pending = self._prepare(ops, events)
+        try:
+            self.storage.apply(pending.batch)
+        except Exception as error:
+            raise pending.failure(error) from error
+        self._committed(pending)
+
+    def write(
+        self, ops: Sequence[Op], events: Sequence[Event] = ()
+    ) -> fx.Effect[None, Exception, Never]:
+        """`commit_now` as an effect, through the engine's group commit: it fails with
+        what `commit_now` would raise."""
+
+        def run() -> fx.Effect[None, Exception, Never]:
+            pending = self._prepare(ops, events)
+            return (
+                self._write(pending.batch)
+                .map_error(pending.failure)
+                .map(lambda _: self._committed(pending))
+            )
+
+        return fx.suspend(run)
+
+    def commit(
+        self, ops: Sequence[Op], events: Sequence[Event] = ()
+    ) -> fx.Effect[None, Exception, Never]:
+        """`write`, for primitives: if the transaction carried a staged write, that
+        write's `on_failure` runs instead of failing with the error."""
+
+        def failed(error: Exception) -> fx.Effect[None, Exception, Never]:
+            if isinstance(error, StagedWriteFailed):
+                return error.staged.on_failure(error.error)
+            return fx.fail(error)
+
+        # Yield after each commit: a run of synchronous steps must not keep other
+        # runs, lease renewal and event delivery waiting until it ends.
+        return self.write(ops, events).catch_all(failed).zip_left(fx.yield_now())
+
+    def _prepare(self, ops: Sequence[Op], events: Sequence[Event]) -> _Pending:
+        """The batch of one commit: the staged write (taken), `ops`, the events
+        numbered from `next_seq`, and the fencing update of `next_seq`."""
+        staged, self._staged = self._staged, None
+        if staged is not None:
+            ops = [*staged.ops, *ops]
+            events = [*staged.events, *events]
+        numbered = [_number(e, self.next_seq + i) for i, e in enumerate(events)]
         next_seq = self.next_seq + len(numbered)
         batch: list[Op] = list(ops)
         if numbered:
             batch.append(AppendEvents(self.run_id, [(e.seq, e.to_json()) for e in numbered]))
         batch.append(UpdateRun(self.run_id, {"next_seq": next_seq}, expect_owner=self.owner))
-        self.storage.apply(batch)
-        self.next_seq = next_seq
-        for op in ops:
+        return _Pending(batch, ops, next_seq, bool(numbered), staged)
+
+    def _committed(self, pending: _Pending) -> None:
+        self.next_seq = pending.next_seq
+        for op in pending.ops:
             if isinstance(op, PutEntry):
                 self.history[op.entry.location] = op.entry
-        if numbered:
+        if pending.has_events:
             self._on_commit()
 
-    def commit(
-        self, ops: Sequence[Op], events: Sequence[Event] = ()
-    ) -> fx.Effect[None, Exception, Never]:
-        """`commit_now` as an effect that fails (typed) with the storage error."""
+    def stage(
+        self,
+        ops: Sequence[Op],
+        events: Sequence[Event],
+        on_failure: Callable[[Exception], fx.Effect[Never, Never, Never]],
+    ) -> None:
+        """Hold `ops` and `events` for the run's next transaction (see the module
+        docs). `on_failure(error)` runs, in the run's fiber, if the transaction that
+        carries them fails."""
+        staged = _Staged(list(ops), list(events), on_failure)
+        if self._staged is not None:
+            # Two staged writes without a commit between them travel together; the
+            # first one's `on_failure` speaks for the transaction, and an entry of the
+            # second left `started` is settled when the run ends (as after a crash).
+            first = self._staged
+            staged = _Staged(
+                [*first.ops, *staged.ops], [*first.events, *staged.events], first.on_failure
+            )
+        self._staged = staged
+        self._on_stage(self)
 
-        def attempt() -> None:
-            self.commit_now(ops, events)
+    def flush_staged(self) -> None:
+        """Commit what is staged, alone, if anything is. On failure it stays staged:
+        the run's next commit tries it again and reports its failure."""
+        staged = self._staged
+        if staged is None:
+            return
+        try:
+            self.commit_now(())
+        except StagedWriteFailed:
+            self._staged = staged
 
-        # Yield after each commit: a commit blocks the loop (fsync), and a run of
-        # synchronous steps must not keep other runs, lease renewal and event
-        # delivery waiting until it ends.
-        return fx.try_(attempt, catch=_same).zip_left(fx.yield_now())
+    def staged_locations(self) -> set[str]:
+        """The locations of history entries written by the staged write."""
+        if self._staged is None:
+            return set()
+        return {op.entry.location for op in self._staged.ops if isinstance(op, PutEntry)}
 
     def take_skip_wait(self) -> bool:
         """True once if the pending wait should be skipped (see `skip_next_wait`)."""
@@ -170,10 +292,13 @@ def in_scope(effect: fx.Effect[Any, Any, Any], name: str) -> fx.Effect[Any, Any,
     return locally(effect, _PATH, lambda path: (*(path or ()), name))
 
 
-def attrs_evolve_seq(event: Event, seq: int) -> Event:
-    import attrs
-
-    return attrs.evolve(event, seq=seq)
+def _number(event: Event, seq: int) -> Event:
+    """`event` with its `seq` set. In place: the events a commit numbers were made by
+    `RunContext.event` for that commit and nobody else holds them yet (a failed
+    commit's events are numbered again by the next one), so a validated copy per
+    event, the cost of `attrs.evolve`, buys nothing."""
+    object.__setattr__(event, "seq", seq)
+    return event
 
 
 def _same(exc: Exception) -> Exception:

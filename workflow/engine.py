@@ -21,7 +21,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Never
 
 import anyio
@@ -44,7 +44,8 @@ from tracker.events import (
     parse_event_json,
 )
 from workflow import codec
-from workflow.context import RunContext, WorkflowContext
+from workflow._group_commit import GroupCommit
+from workflow.context import RunContext, StagedWriteFailed, WorkflowContext
 from workflow.definition import Workflow
 from workflow.errors import (
     CrashLoopError,
@@ -85,9 +86,10 @@ class _Signal:
     def notify(self) -> None:
         self._queue.offer_nowait(None)
 
-    def wait(self, timeout: float) -> fx.Effect[None, Never, Never]:
+    def wait(self, timeout: float | None = None) -> fx.Effect[None, Never, Never]:
         """Wait until notified, or `timeout` seconds."""
-        return self._queue.take().as_void.race(fx.sleep(timeout))
+        notified = self._queue.take().as_void
+        return notified if timeout is None else notified.race(fx.sleep(timeout))
 
 
 class Engine:
@@ -173,6 +175,11 @@ class Engine:
         self._last_renewal_ok = -1e18
         self._scheduler_signal = _Signal()
         self._outbox_signal = _Signal()
+        # Runs holding a staged write (a step's result waiting for the run's next
+        # transaction), for the flusher to commit if their fiber waits instead.
+        self._staged: dict[str, RunContext] = {}
+        self._staged_signal = _Signal()
+        self._group_commit = GroupCommit(self.storage)
         self._background: builtins.list[fx.Fiber[None, Never]] = []
         self._shutting_down = False
 
@@ -183,6 +190,9 @@ class Engine:
         self._last_renewal_ok = self._clock.now()
         self._background.append(await self._runtime.fork(self._scheduler_loop()))
         self._background.append(await self._runtime.fork(self._dispatch_loop()))
+        self._background.append(await self._runtime.fork(self._flush_loop()))
+        # Last, so that it is stopped last: the other fibers' final writes go through it.
+        self._background.append(await self._runtime.fork(self._group_commit.run()))
         await self._recover_own_runs()
         return self
 
@@ -227,10 +237,13 @@ class Engine:
         `id` is an idempotency key: starting with an id that exists starts nothing
         and returns it. The input is encoded first; an input the codec cannot store
         raises `codec.EncodeError` and nothing is written."""
-        run_id, created = self._insert(workflow, input, id)
+        if self._shutting_down:
+            raise RuntimeError("the engine is shutting down")
+        # The run is written already leased to this engine: no claim to make.
+        record, created = await self._insert(workflow, input, id, leased=True)
         if created:
-            await self._claim_and_execute(run_id)
-        return run_id
+            await self._runtime.run(self._launch(record))
+        return record.run_id
 
     async def submit(
         self,
@@ -242,15 +255,20 @@ class Engine:
         """Queue a run without executing it here: whichever engine serving `workflow`
         claims it first runs it (this one too, at its next scheduling round). Same
         idempotency and input rules as `start`."""
-        run_id, _ = self._insert(workflow, input, id)
+        record, _ = await self._insert(workflow, input, id, leased=False)
         self._scheduler_signal.notify()
-        return run_id
+        return record.run_id
 
-    def _insert(
-        self, workflow: Workflow[Any, Any, Any] | str, input: object, id: str | None
-    ) -> tuple[str, bool]:
-        """Write a queued run and its `workflow.queued` event; (run id, whether it was
-        created rather than found)."""
+    async def _insert(
+        self,
+        workflow: Workflow[Any, Any, Any] | str,
+        input: object,
+        id: str | None,
+        *,
+        leased: bool,
+    ) -> tuple[RunRecord, bool]:
+        """Write a queued run (leased to this engine if `leased`) and its
+        `workflow.queued` event; (the run, whether it was created rather than found)."""
         wf = self._workflow(workflow)
         input_json = codec.encode(input)
         run_id = id or uuid.uuid4().hex
@@ -263,23 +281,37 @@ class Engine:
             created_at=now,
             updated_at=now,
             next_seq=1,
+            lease_owner=self.owner if leased else None,
+            lease_expires_at=now + self._lease_ttl if leased else None,
         )
         queued = WorkflowQueued(
             workflow_id=run_id, workflow_name=wf.name, execution_id=run_id, seq=0
         )
-        try:
-            self.storage.apply([InsertRun(record), AppendEvents(run_id, [(0, queued.to_json())])])
-        except RunExistsError:
+        write = self._group_commit.write(
+            [InsertRun(record), AppendEvents(run_id, [(0, queued.to_json())])]
+        )
+        outcome = await self._runtime.run_exit(write)
+        if isinstance(outcome, fx.Failure):
+            failures = outcome.cause.failures()
+            error = failures[0] if failures else None
+            if not isinstance(error, RunExistsError):
+                if leased:
+                    # The insert may have gone through unheard of (a lost reply): the
+                    # scheduler releases that lease and runs the run like any other.
+                    self._stale_leases.add(run_id)
+                    self._scheduler_signal.notify()
+                # A storage error, as `Storage.apply` would have raised it.
+                raise error if isinstance(error, Exception) else fx.FiberFailure(outcome.cause)
             existing = self.storage.get_run(run_id)
             if existing is not None and existing.workflow_name != wf.name:
                 raise ValueError(
                     f"run {run_id!r} exists for workflow {existing.workflow_name!r}, "
                     f"not {wf.name!r}"
                 ) from None
-            return run_id, False
+            return record, False
         self._finished.setdefault(run_id, anyio.Event())
         self._outbox_signal.notify()
-        return run_id, True
+        return record, True
 
     async def result(self, run_id: str, *, timeout: float | None = None) -> Any:
         """Wait for the run to end and return its result; raise `WorkflowFailedError` or
@@ -470,21 +502,40 @@ class Engine:
             if opening is None:
                 return fx.void  # failed for a crash loop
             ops, events = opening
-            try:
-                ctx.commit_now(ops, events)
-                input_value = codec.decode(record.input_json)
-            except Exception as exc:
+
+            def could_not_start(exc: object) -> fx.Effect[None, Never, Never]:
                 _log.warning("run %s could not start: %s", run_id, exc)
                 self._retry_start_at[run_id] = self._clock.now() + self._poll
                 return fx.void
-            self._retry_start_at.pop(run_id, None)
-            self._unrecorded.pop(run_id, None)
-            began = ctx.now()
-            body = fx.suspend(lambda: wf(input_value)).provide_service(WorkflowContext, ctx)
-            return (
-                body.exit()
-                .flat_map(lambda exit: self._finish(ctx, exit, began))
-                .on_exit(lambda exit: self._finish_interrupted(ctx, exit))
+
+            def run_body(
+                restore: Callable[[fx.Effect[Any, Any, Any]], fx.Effect[Any, Any, Any]],
+            ) -> fx.Effect[None, Never, Never]:
+                try:
+                    input_value = codec.decode(record.input_json)
+                except Exception as exc:
+                    return could_not_start(exc)
+                self._retry_start_at.pop(run_id, None)
+                self._unrecorded.pop(run_id, None)
+                began = ctx.now()
+                body = fx.suspend(lambda: wf(input_value)).provide_service(WorkflowContext, ctx)
+                return restore(body).exit().flat_map(lambda exit: self._finish(ctx, exit, began))
+
+            # Only the workflow's own code is interruptible: a cancel or shutdown that
+            # comes while the run's start or end is being written waits for it, so
+            # the run never stops between two of its writes.
+            return fx.uninterruptible_mask(
+                lambda restore: (
+                    ctx.write(ops, events)
+                    .exit()
+                    .flat_map(
+                        lambda opened: (
+                            run_body(restore)
+                            if isinstance(opened, fx.Success)
+                            else could_not_start(opened.cause.pretty())
+                        )
+                    )
+                )
             )
 
         return fx.suspend(begin)
@@ -495,12 +546,21 @@ class Engine:
             workflow_name=record.workflow_name,
             storage=self.storage,
             owner=self.owner,
-            history=self.storage.load_history(record.run_id),
+            # A queued run has never executed, so it has no history to read.
+            history=[]
+            if record.status is RunStatus.QUEUED
+            else self.storage.load_history(record.run_id),
             next_seq=record.next_seq,
             now=self._clock.now,
             in_memory_wait=self._in_memory_wait,
             on_commit=self._outbox_signal.notify,
+            on_stage=self._note_staged,
+            write=self._group_commit.write,
         )
+
+    def _note_staged(self, ctx: RunContext) -> None:
+        self._staged[ctx.run_id] = ctx
+        self._staged_signal.notify()
 
     def _opening(
         self, record: RunRecord, ctx: RunContext
@@ -578,8 +638,10 @@ class Engine:
         `status` "aborted" lets a later `resume` run the step again."""
         ops: builtins.list[Op] = []
         events: builtins.list[Event] = []
+        # A staged completion goes in the same transaction and settles its attempt.
+        settled = ctx.staged_locations()
         for entry in ctx.history.values():
-            if entry.kind == "step" and entry.status == "started":
+            if entry.kind == "step" and entry.status == "started" and entry.location not in settled:
                 error = (
                     ErrorInfo("ProcessCrashed", "the process died during the attempt", phase=phase)
                     if phase == "crash"
@@ -647,7 +709,7 @@ class Engine:
                 [event],
             )
         if cause.is_interrupted_only():
-            return fx.void  # handled by _finish_interrupted
+            return self._finish_interrupted(ctx, exit)
         failures = cause.failures()
         error = failures[0] if failures else cause.defects()[0]
         return self._fail(
@@ -706,18 +768,24 @@ class Engine:
     def _commit_end(
         self, ctx: RunContext, ops: Sequence[Op], events: Sequence[Event]
     ) -> fx.Effect[None, Never, Never]:
-        def commit() -> None:
-            try:
-                ctx.commit_now(ops, events)
-            except Exception as exc:
-                # The run stays Running. This engine takes it again at its next
-                # scheduling round (not as a crash: see `_opening`); if this process
-                # dies first, the next engine recovers it as a crash.
-                _log.warning("could not record the end of run %s: %s", ctx.run_id, exc)
-                self._unrecorded[ctx.run_id] = "storage failed while recording the run's end"
-                self._retry_start_at[ctx.run_id] = self._clock.now() + self._poll
+        def unrecorded(exc: Exception) -> None:
+            # The run stays Running. This engine takes it again at its next
+            # scheduling round (not as a crash: see `_opening`); if this process
+            # dies first, the next engine recovers it as a crash.
+            _log.warning("could not record the end of run %s: %s", ctx.run_id, exc)
+            self._unrecorded[ctx.run_id] = "storage failed while recording the run's end"
+            self._retry_start_at[ctx.run_id] = self._clock.now() + self._poll
 
-        return fx.sync(commit)
+        def failed(exc: Exception) -> fx.Effect[None, Never, Never]:
+            if isinstance(exc, StagedWriteFailed):
+                # The end carried the last step's result. As for any step, that is
+                # the step's failure (phase `after`), and the run fails with it.
+                return exc.staged.on_failure(exc.error).catch_cause(
+                    lambda cause: self._fail(ctx, _first_error(cause), None)
+                )
+            return fx.sync(lambda: unrecorded(exc))
+
+        return ctx.write(ops, events).catch_all(failed)
 
     def _terminate_unexecuted(
         self, record: RunRecord, *, cancel_reason: str
@@ -834,6 +902,23 @@ class Engine:
 
         return fx.suspend(claim)
 
+    def _flush_loop(self) -> fx.Effect[None, Never, Never]:
+        """Commits staged writes their run's fiber did not take along. The flusher
+        runs only once the fiber that staged has yielded: a run going straight on to
+        its next commit (the next step's start) has taken the write along by then,
+        and a run that waits on anything else gets its step's result stored now,
+        not at its next commit."""
+
+        @fx.gen
+        def loop() -> fx.Gen[None, Never, Never]:
+            while True:
+                yield from self._staged_signal.wait()
+                staged, self._staged = self._staged, {}
+                for ctx in staged.values():
+                    ctx.flush_staged()
+
+        return loop
+
     def _dispatch_loop(self) -> fx.Effect[None, Never, tracker_.EventTracker]:
         @fx.gen
         def loop() -> fx.Gen[None, Never, tracker_.EventTracker]:
@@ -899,6 +984,12 @@ def _outcome(record: RunRecord) -> Any:
         error.get("step_name"),
         error.get("attempt"),
     )
+
+
+def _first_error(cause: fx.Cause[Any]) -> BaseException:
+    errors = [*cause.defects(), *cause.failures()]
+    error = errors[0] if errors else RuntimeError(cause.pretty())
+    return error if isinstance(error, BaseException) else RuntimeError(repr(error))
 
 
 def _step_of(error: BaseException, ctx: RunContext) -> tuple[str | None, int | None]:

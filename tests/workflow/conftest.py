@@ -4,7 +4,7 @@
   ``collector_process``, ``start_collector_process``), re-exported for the crash tests.
 - `guarantee_problems(events)`: every way a list of events breaks the step event
   guarantee, as readable strings (empty when it holds).
-- Workflows described as data (`StepSpec`, `SleepSpec`, `build`), with the
+- Workflows described as data (`StepSpec`, `SleepSpec`, `WaitSpec`, `build`), with the
   executions of each step's effect counted.
 - ``quiet_engine``: silences the engine's warnings (tests that inject thousands of
   storage faults).
@@ -145,7 +145,15 @@ class SleepSpec:
     seconds: float
 
 
-Spec = StepSpec | SleepSpec
+@attrs.frozen
+class WaitSpec:
+    """Non-durable work between steps: an in-memory `fx.sleep` outside any step (the
+    result of the step before it is still staged when it begins)."""
+
+    seconds: float
+
+
+Spec = StepSpec | SleepSpec | WaitSpec
 
 
 class Executions:
@@ -181,6 +189,9 @@ def build(shape: Sequence[Spec], executions: Executions) -> wf.Workflow[None, li
             if isinstance(spec, SleepSpec):
                 yield from wf.sleep(spec.name, spec.seconds)
                 continue
+            if isinstance(spec, WaitSpec):
+                yield from fx.sleep(spec.seconds)
+                continue
             retry = wf.Retry(
                 max_attempts=spec.max_attempts, backoff=spec.backoff, max_delay=MAX_DELAY
             )
@@ -202,7 +213,7 @@ def expected_outcome(shape: Sequence[Spec]) -> tuple[bool, float]:
     (backoff * 2**(n-1), capped) and the sleeps."""
     total = 0.0
     for spec in shape:
-        if isinstance(spec, SleepSpec):
+        if isinstance(spec, SleepSpec | WaitSpec):
             total += spec.seconds
             continue
         for n in range(1, spec.max_attempts + 1):

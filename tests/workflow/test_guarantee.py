@@ -41,6 +41,7 @@ from tests.workflow.conftest import (
     SleepSpec,
     Spec,
     StepSpec,
+    WaitSpec,
     build,
     dedupe,
     describe,
@@ -96,6 +97,8 @@ SHAPES: dict[str, tuple[Spec, ...]] = {
         SleepSpec("nap", 5.0),
         StepSpec("b", fails=1, max_attempts=3, backoff=10.0),
     ),
+    # non-durable work between steps: a's staged result is flushed on its own
+    "wait-between": (StepSpec("a"), WaitSpec(0.5), StepSpec("b")),
 }
 
 
@@ -445,8 +448,8 @@ def call_index(calls: list[StorageCall], key: str, nth: int = 1) -> int:
 @pytest.mark.anyio
 async def test_a_failure_before_step_started_emits_no_step_event() -> None:
     clean = await scenario(TWO_STEPS, MemoryStorage, None)
-    # The first write of step b's entry is its start (attempt number + step.started).
-    index = call_index(clean.calls, "PutEntry:b")
+    # The first write of step a's entry is its start (attempt number + step.started).
+    index = call_index(clean.calls, "PutEntry:a")
     executions = Executions()
     workflow = build(TWO_STEPS, executions)
     storage = FaultyStorage(MemoryStorage(), [Fault(index=index)])
@@ -457,12 +460,12 @@ async def test_a_failure_before_step_started_emits_no_step_event() -> None:
         assert await te.engine.status(RUN_ID) is RunStatus.FAILED
         with pytest.raises(wf.WorkflowFailedError) as raised:
             await te.engine.result(RUN_ID, timeout=5)
-        assert [e.step_name for e in events if e.type.startswith("step.")] == ["a", "a"]
+        assert [e.step_name for e in events if e.type.startswith("step.")] == []
         failed = [e for e in events if e.type == "workflow.failed"]
-        assert [(e.step_name, e.attempt, e.error.phase) for e in failed] == [("b", 1, "before")]
-        assert (raised.value.step_name, raised.value.attempt) == ("b", 1)
+        assert [(e.step_name, e.attempt, e.error.phase) for e in failed] == [("a", 1, "before")]
+        assert (raised.value.step_name, raised.value.attempt) == ("a", 1)
         assert raised.value.error_type == "StepInfrastructureError"
-        assert executions.counts["b"] == 0
+        assert executions.counts["a"] == 0
         await te.engine.resume(RUN_ID)
         assert await te.run_to_completion(RUN_ID) == ["a-ok", "b-ok"]
         events = await te.engine.events(RUN_ID)
@@ -472,8 +475,12 @@ async def test_a_failure_before_step_started_emits_no_step_event() -> None:
 
 @pytest.mark.anyio
 async def test_a_failure_storing_the_result_is_step_failed_phase_after() -> None:
+    """Step a's result is staged into step b's start transaction. When that fails, it
+    is a's failure (phase `after`: a's result was not stored), and b never started:
+    no event of b, and workflow.failed names a."""
     clean = await scenario(TWO_STEPS, MemoryStorage, None)
     index = call_index(clean.calls, "PutEntry:a", nth=2)  # a's completion
+    assert index == call_index(clean.calls, "PutEntry:b")  # ... with b's start
     executions = Executions()
     workflow = build(TWO_STEPS, executions)
     storage = FaultyStorage(MemoryStorage(), [Fault(index=index)])
@@ -487,6 +494,8 @@ async def test_a_failure_storing_the_result_is_step_failed_phase_after() -> None
         failed = next(e for e in events if e.type == "step.failed")
         assert failed.error.phase == "after"
         assert [e.type for e in events][-1] == "workflow.failed"
+        assert (events[-1].step_name, events[-1].attempt) == ("a", 1)
+        assert executions.counts["b"] == 0
         await te.engine.resume(RUN_ID)
         assert await te.run_to_completion(RUN_ID) == ["a-ok", "b-ok"]
         events = await te.engine.events(RUN_ID)
@@ -556,8 +565,10 @@ async def test_a_lease_release_that_fails_does_not_strand_a_paused_run() -> None
 @pytest.mark.anyio
 async def test_a_storage_fault_while_recording_a_durable_sleep_is_resumable() -> None:
     """A transient storage fault on the write of a durable sleep: like a fault around
-    a step, the run can be resumed and completes once storage is back."""
-    shape = (StepSpec("a"), SleepSpec("nap", 600.0), StepSpec("b"))
+    a step, the run can be resumed and completes once storage is back. (The sleep
+    comes first: after a step, its write would also carry that step's result, and a
+    fault there is the step's, phase `after`.)"""
+    shape = (SleepSpec("nap", 600.0), StepSpec("a"), StepSpec("b"))
     executions = Executions()
     workflow = build(shape, executions)
     storage = FaultyStorage(MemoryStorage(), [Fault(operation="apply", key="PutEntry:nap")])

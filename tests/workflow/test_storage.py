@@ -216,6 +216,44 @@ def test_a_failing_last_op_leaves_nothing_of_the_batch(storage: Storage) -> None
     assert [e.id for e in storage.run_events("old")] == [1, 2]
 
 
+def test_apply_each_rolls_back_only_the_failing_batch(storage: Storage) -> None:
+    storage.apply([InsertRun(run("old"))])
+    outcomes = storage.apply_each(
+        [
+            [InsertRun(run("a")), AppendEvents("a", [(0, "a0")])],
+            [InsertRun(run("b")), UpdateRun("b", {"status": C})],  # queued -> completed
+            [UpdateRun("old", {"crash_count": 2}, expect_owner="nobody")],
+            [PutEntry(entry("old", "x")), AppendEvents("old", [(0, "old0")])],
+        ]
+    )
+    assert outcomes[0] is None and outcomes[3] is None
+    assert isinstance(outcomes[1], InvalidTransitionError)
+    assert isinstance(outcomes[2], ConflictError) and outcomes[2].field == "lease_owner"
+    assert storage.get_run("b") is None
+    old = storage.get_run("old")
+    assert old is not None and old.crash_count == 0
+    assert [e.payload_json for e in storage.undelivered_events()] == ["a0", "old0"]
+    assert [e.location for e in storage.load_history("old")] == ["x"]
+    assert storage.apply_each([]) == []
+
+
+def test_an_update_without_status_change_checks_its_expectations(storage: Storage) -> None:
+    """The common update (no status) is one statement with its expectations in the
+    WHERE clause; a miss still reports exactly what differed."""
+    storage.apply([InsertRun(run("r", lease_owner="me", lease_expires_at=9.0))])
+    storage.apply([UpdateRun("r", {"next_seq": 4}, expect_owner="me", expect_status=Q)])
+    record = storage.get_run("r")
+    assert record is not None and record.next_seq == 4
+    with pytest.raises(ConflictError) as raised:
+        storage.apply([UpdateRun("r", {"next_seq": 5}, expect_owner="you")])
+    assert (raised.value.field, raised.value.actual) == ("lease_owner", "me")
+    with pytest.raises(ConflictError) as raised:
+        storage.apply([UpdateRun("r", {"next_seq": 5}, expect_status=R)])
+    assert raised.value.field == "status"
+    with pytest.raises(RunNotFoundError):
+        storage.apply([UpdateRun("missing", {"next_seq": 5})])
+
+
 # ---------------------------------------------------------------- transitions
 
 
@@ -704,6 +742,15 @@ class SameBehaviour(RuleBasedStateMachine):
     def apply(self, batch: list[Op]) -> None:
         self.clock.now += 1.0
         self.both("apply", batch)
+
+    @rule(batches=st.lists(st.lists(ops, min_size=1, max_size=3), max_size=3))
+    def apply_each(self, batches: list[list[Op]]) -> None:
+        self.clock.now += 1.0
+        outcomes = [
+            [None if e is None else (type(e), str(e)) for e in b.apply_each(batches)]
+            for b in self.backends
+        ]
+        assert outcomes[0] == outcomes[1], batches
 
     @rule(run_id=st.sampled_from(RUN_IDS), owner=st.sampled_from(OWNERS), ttl=st.just(5.0))
     def try_claim(self, run_id: str, owner: str, ttl: float) -> None:

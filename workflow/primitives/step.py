@@ -10,10 +10,15 @@ on code running after a failure, so nothing can skip the event.
 
 Phases named in `step.failed.error.phase`: `user` (the step's effect failed),
 `timeout`, `encode` (its result cannot be stored), `after` (storing the result
-failed), `retry` (recording the failure failed), `crash` (the process died during the
-attempt). A failure in phase `before` (recording the start) emits no step event,
-because no `step.started` was recorded; `workflow.failed` still names the step and
-attempt.
+failed), `retry` (recording the failure failed), `crash` (the process died during
+the attempt). A failure in phase `before` (recording the start) emits no step
+event, because no `step.started` was recorded; `workflow.failed` still names the
+step and attempt.
+
+One commit per step: the result is not written on its own but staged into the
+run's next transaction (`RunContext.stage`), usually the next step's start. If that
+transaction fails, the failure is this step's, phase `after` (its result was not
+stored), and the next step never started: `workflow.failed` names this step.
 """
 
 from __future__ import annotations
@@ -231,7 +236,9 @@ def _run_attempt(
         if isinstance(exit, fx.Failure):
             return exit
 
-        # Phase `encode`, then `after`: store the result with step.completed.
+        # Phase `encode`, then `after`: the result and step.completed are staged
+        # for the run's next transaction (usually the next step's start); if that
+        # transaction fails, this attempt is aborted in phase `after`.
         try:
             result_json = codec.encode(exit.value)
         except codec.EncodeError as exc:
@@ -245,17 +252,15 @@ def _run_attempt(
             result_json=result_json,
             data_json=_data(ctx, location),
         )
-        stored = yield from ctx.commit(
+        completed = ctx.event(
+            StepCompleted, step_name=name, attempt=attempt.number, duration_ms=duration_ms
+        )
+        number = attempt.number
+        ctx.stage(
             [PutEntry(done)],
-            [
-                ctx.event(
-                    StepCompleted, step_name=name, attempt=attempt.number, duration_ms=duration_ms
-                )
-            ],
-        ).either()
-        if _is_failure(stored):
-            attempt.settled = True
-            return (yield from _abort(ctx, location, name, attempt.number, "after", _error(stored)))
+            [completed],
+            lambda error: _abort(ctx, location, name, number, "after", error),
+        )
         attempt.settled = True
         return exit
 

@@ -25,6 +25,7 @@ from workflow.storage.base import (
     Storage,
     StorageError,
     UpdateRun,
+    apply_one_by_one,
     check_transition,
     is_lease_free,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "StorageError",
     "Synchronous",
     "UpdateRun",
+    "apply_one_by_one",
     "check_transition",
     "is_lease_free",
 ]

@@ -42,6 +42,7 @@ __all__ = [
     "Storage",
     "StorageError",
     "UpdateRun",
+    "apply_one_by_one",
     "check_transition",
     "is_lease_free",
 ]
@@ -492,6 +493,19 @@ def op_run_id(op: Op) -> str:
 # Shared by the backends so that both enforce exactly the same rules.
 
 
+def apply_one_by_one(storage: Storage, batches: Sequence[Sequence[Op]]) -> list[Exception | None]:
+    """`Storage.apply_each` as one `storage.apply` per batch (a commit each)."""
+    outcomes: list[Exception | None] = []
+    for ops in batches:
+        try:
+            storage.apply(ops)
+        except Exception as error:
+            outcomes.append(error)
+        else:
+            outcomes.append(None)
+    return outcomes
+
+
 def updated_record(current: RunRecord, op: UpdateRun, now: float) -> RunRecord:
     """The record `op` turns `current` into, or the error `UpdateRun` documents."""
     if op.expect_status is not None and current.status != op.expect_status:
@@ -572,6 +586,15 @@ class Storage(Protocol):
 
         The first failing op raises its error (`RunExistsError`, `RunNotFoundError`,
         `ConflictError`, `InvalidTransitionError`) and nothing of the batch is kept.
+        """
+        ...
+
+    def apply_each(self, batches: Sequence[Sequence[Op]]) -> list[Exception | None]:
+        """Apply each batch as `apply` would, independently and in order, and return
+        each one's outcome: None, or the error that rolled that batch back (a failed
+        batch does not affect the others). A backend may make them durable with one
+        commit (the engine's group commit relies on this for throughput); if that
+        commit fails, none took effect and the error is raised.
         """
         ...
 

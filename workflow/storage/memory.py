@@ -23,6 +23,7 @@ from workflow.storage.base import (
     RunStatus,
     StorageError,
     UpdateRun,
+    apply_one_by_one,
     can_claim,
     check_limit,
     check_ttl,
@@ -93,6 +94,10 @@ class MemoryStorage(ClosingContext):
                 for action in reversed(undo):
                     action()
                 raise
+
+    def apply_each(self, batches: Sequence[Sequence[Op]]) -> list[Exception | None]:
+        """Apply each batch atomically and independently; see `Storage.apply_each`."""
+        return apply_one_by_one(self, batches)
 
     def _apply_one(self, op: Op, now: float, undo: _Undo) -> None:
         if isinstance(op, InsertRun):

@@ -8,6 +8,12 @@ Durability is chosen with ``synchronous``:
   commits may be lost on an OS crash or power loss (the WAL is fsynced only at
   checkpoints). The database is never corrupted.
 * ``"OFF"``: no fsync at all; for tests and benchmarks. An OS crash can corrupt it.
+
+Two writes are never fsynced, whatever the mode, because losing them is harmless:
+`mark_delivered` (a forgotten mark means the events are delivered again, and
+delivery is at least once anyway) and `release_lease` (a forgotten release means the
+lease runs out instead). In WAL mode the next fsynced commit makes them durable too,
+and an unsynced commit can be lost but cannot corrupt the file.
 """
 
 from __future__ import annotations
@@ -308,18 +314,27 @@ class SqliteStorage(ClosingContext):
                 raise StorageError(f"{operation} failed: {error}", operation=operation) from error
 
     @contextmanager
-    def _write(self, operation: str) -> Iterator[sqlite3.Connection]:
+    def _write(self, operation: str, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
         with self._lock:
             conn = self._connection(operation)
+            # `synchronous` can only change outside a transaction, and is restored
+            # before the lock is let go, so every other write keeps its mode.
+            relaxed = not durable and self.synchronous != "OFF"
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                if relaxed:
+                    conn.execute("PRAGMA synchronous = OFF")
                 try:
-                    yield conn
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield conn
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        raise
+                finally:
+                    if relaxed:
+                        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             except sqlite3.Error as error:
                 raise StorageError(f"{operation} failed: {error}", operation=operation) from error
 
@@ -346,6 +361,28 @@ class SqliteStorage(ClosingContext):
             for op in ops:
                 self._apply_one(conn, op, now, known)
 
+    def apply_each(self, batches: Sequence[Sequence[Op]]) -> list[Exception | None]:
+        """Apply each batch in its own savepoint of ONE transaction: a batch that
+        fails is rolled back alone, and all of them are made durable by a single
+        commit (one fsync); see `Storage.apply_each`. A driver error, or a failure of
+        that commit, rolls everything back and raises `StorageError`."""
+        outcomes: list[Exception | None] = []
+        with self._write("apply") as conn:
+            now = self._clock()
+            for ops in batches:
+                conn.execute("SAVEPOINT batch")
+                try:
+                    known: set[str] = set()
+                    for op in ops:
+                        self._apply_one(conn, op, now, known)
+                except (StorageError, TypeError) as error:
+                    conn.execute("ROLLBACK TO batch")
+                    outcomes.append(error)
+                else:
+                    outcomes.append(None)
+                conn.execute("RELEASE batch")
+        return outcomes
+
     def _apply_one(self, conn: sqlite3.Connection, op: Op, now: float, known: set[str]) -> None:
         if isinstance(op, InsertRun):
             try:
@@ -357,6 +394,9 @@ class SqliteStorage(ClosingContext):
                 raise RunExistsError(op.record.run_id) from None
             known.add(op.record.run_id)
         elif isinstance(op, UpdateRun):
+            if "status" not in op.changes and self._update_if_expected(conn, op, now):
+                known.add(op.run_id)
+                return
             current = self._select_run(conn, op.run_id)
             if current is None:
                 raise RunNotFoundError(op.run_id)
@@ -405,6 +445,28 @@ class SqliteStorage(ClosingContext):
                     raise ConflictError(op.run_id, "seq", "an unused seq", seq) from None
         else:
             raise TypeError(f"not a storage op: {op!r}")
+
+    @staticmethod
+    def _update_if_expected(conn: sqlite3.Connection, op: UpdateRun, now: float) -> bool:
+        """The common update (no status change, so no transition to check) as one
+        statement whose WHERE holds the expectations. False if no row matched: the
+        caller then reads the run to raise the exact error."""
+        changes = {**op.changes}
+        changes.setdefault("updated_at", now)
+        where = "run_id = ?"
+        params = [_to_sql(value) for value in changes.values()]
+        params.append(op.run_id)
+        if op.expect_status is not None:
+            where += " AND status = ?"
+            params.append(op.expect_status.value)
+        if op.expect_owner is not None:
+            where += " AND lease_owner = ?"
+            params.append(op.expect_owner)
+        cursor = conn.execute(
+            f"UPDATE runs SET {', '.join(f'{column} = ?' for column in changes)} WHERE {where}",
+            params,
+        )
+        return cursor.rowcount == 1
 
     @staticmethod
     def _require_run(conn: sqlite3.Connection, run_id: str, known: set[str]) -> None:
@@ -466,10 +528,11 @@ class SqliteStorage(ClosingContext):
         return [_event_from_row(row) for row in rows]
 
     def mark_delivered(self, ids: Sequence[int]) -> None:
-        """Mark events delivered; unknown or already-delivered ids are ignored."""
+        """Mark events delivered; unknown or already-delivered ids are ignored. Not
+        fsynced (see the module docs)."""
         if not ids:
             return
-        with self._write("mark_delivered") as conn:
+        with self._write("mark_delivered", durable=False) as conn:
             conn.executemany(
                 "UPDATE outbox SET delivered = 1 WHERE id = ?", [(event_id,) for event_id in ids]
             )
@@ -520,8 +583,9 @@ class SqliteStorage(ClosingContext):
             return ids
 
     def release_lease(self, run_id: str, owner: str) -> None:
-        """Clear the lease if ``owner`` holds it; otherwise do nothing."""
-        with self._write("release_lease") as conn:
+        """Clear the lease if ``owner`` holds it; otherwise do nothing. Not fsynced
+        (see the module docs)."""
+        with self._write("release_lease", durable=False) as conn:
             conn.execute(
                 "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL "
                 "WHERE run_id = ? AND lease_owner = ?",

@@ -39,6 +39,7 @@ from workflow.storage.base import (
     RunStatus,
     Storage,
     StorageError,
+    apply_one_by_one,
     op_run_id,
 )
 
@@ -263,6 +264,11 @@ class FaultyStorage:
         run_ids = dict.fromkeys(op_run_id(op) for op in ops)
         keys = (*(_op_key(op) for op in ops), *run_ids)
         self._invoke("apply", keys, lambda: self.inner.apply(ops))
+
+    def apply_each(self, batches: Sequence[Sequence[Op]]) -> list[Exception | None]:
+        """One `apply` call (recorded, faultable) per batch, so that faults hit the
+        same writes whether or not the engine grouped them."""
+        return apply_one_by_one(self, batches)
 
     def get_run(self, run_id: str) -> RunRecord | None:
         """Delegate `Storage.get_run`."""

@@ -1,0 +1,100 @@
+"""How the engine writes, on a real SQLite file and the real clock: one transaction
+per step (a step's result rides with the next step's start), transactions shared by
+concurrent runs (group commit), and a staged result stored as soon as its run waits
+on anything else. Both anyio backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import effect as fx
+import workflow as wf
+from workflow.storage import Op, SqliteStorage
+
+pytestmark = pytest.mark.anyio
+
+
+class CountingSqlite(SqliteStorage):
+    """SqliteStorage that counts its write transactions and the writes in each."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, synchronous="OFF")
+        self.transactions: list[int] = []
+
+    def apply(self, ops: Sequence[Op]) -> None:
+        self.transactions.append(1)
+        super().apply(ops)
+
+    def apply_each(self, batches: Sequence[Sequence[Op]]) -> list[Exception | None]:
+        self.transactions.append(len(batches))
+        return super().apply_each(batches)
+
+
+def chain(name: str, between: float = 0.0) -> wf.Workflow[int, int, Any]:
+    @wf.workflow(name)
+    def run(n: int) -> fx.Gen[int, wf.StepFailedError, wf.WorkflowContext]:
+        total = 0
+        for i in range(n):
+            total += yield from wf.step(f"s{i}", fx.succeed(i))
+            if between:
+                yield from fx.sleep(between)
+        return total
+
+    return run
+
+
+async def test_a_step_costs_one_transaction(tmp_path: Path) -> None:
+    storage = CountingSqlite(tmp_path / "wf.db")
+    workflow = chain("ten")
+    async with wf.Engine([workflow], storage=storage) as engine:
+        run_id = await engine.start(workflow, 10)
+        assert await engine.result(run_id, timeout=10) == 45
+        events = await engine.events(run_id)
+    # insert, opening (running + workflow.started), one per step (its start, carrying
+    # the result of the step before), the end (carrying the last step's result)
+    assert len(storage.transactions) == 1 + 1 + 10 + 1
+    assert [e.type for e in events].count("step.completed") == 10
+
+
+async def test_concurrent_runs_share_transactions(tmp_path: Path) -> None:
+    storage = CountingSqlite(tmp_path / "wf.db")
+    workflow = chain("three")
+    async with wf.Engine([workflow], storage=storage) as engine:
+
+        async def start(k: int) -> None:
+            await engine.start(workflow, 3, id=f"run-{k}")
+
+        async with anyio.create_task_group() as tg:
+            for k in range(40):
+                tg.start_soon(start, k)
+        for k in range(40):
+            assert await engine.result(f"run-{k}", timeout=30) == 3
+    writes = sum(storage.transactions)
+    assert writes == 40 * (1 + 1 + 3 + 1)
+    # Started together, the runs move in lockstep: each step's writes of all of them
+    # (or most: the first ones may go before the others arrive) share a transaction.
+    assert len(storage.transactions) <= writes / 5, storage.transactions
+    assert max(storage.transactions) >= 20
+
+
+async def test_a_step_result_is_stored_when_the_run_waits(tmp_path: Path) -> None:
+    """After step s0 the workflow sleeps in memory (not a durable primitive, so no
+    commit of its own): s0's staged result must not wait for s1's start."""
+    storage = CountingSqlite(tmp_path / "wf.db")
+    workflow = chain("waits", between=2.0)
+    async with wf.Engine([workflow], storage=storage) as engine:
+        run_id = await engine.start(workflow, 2)
+        with anyio.fail_after(5):
+            while not [e for e in storage.load_history(run_id) if e.status == "completed"]:
+                await anyio.sleep(0.01)
+        history = storage.load_history(run_id)
+        assert [(e.location, e.status) for e in history] == [("s0", "completed")]
+        types = [e.type for e in await engine.events(run_id)]
+        assert types[-1] == "step.completed"
+        await engine.cancel(run_id, "enough")
