@@ -231,12 +231,17 @@ class ScopedStorage:
         wakes = [r.wake_at for r in paused if r.wake_at is not None and self._visible(r)]
         return min(wakes, default=None)
 
-    def undelivered_events(self, limit: int = 1000) -> list[OutboxEvent]:
+    def undelivered_events(self, limit: int = 1000, after_id: int = 0) -> list[OutboxEvent]:
         if not self.deliver:
             return []
         if self.run_ids is None:
-            return self.inner.undelivered_events(limit)
-        rows = [e for rid in self.run_ids for e in self.inner.run_events(rid) if not e.delivered]
+            return self.inner.undelivered_events(limit, after_id)
+        rows = [
+            e
+            for rid in self.run_ids
+            for e in self.inner.run_events(rid)
+            if not e.delivered and e.id > after_id
+        ]
         return sorted(rows, key=lambda e: e.id)[:limit]
 
     # -- passed through ----------------------------------------------------------------

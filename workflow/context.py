@@ -51,7 +51,7 @@ class _Pending:
     batch: Sequence[Op]
     ops: Sequence[Op]
     next_seq: int
-    has_events: bool
+    events: Sequence[Event]
     staged: _Staged | None
 
     def failure(self, error: Exception) -> Exception:
@@ -85,7 +85,7 @@ class RunContext:
         next_seq: int,
         now: Callable[[], float],
         in_memory_wait: float,
-        on_commit: Callable[[], None],
+        on_commit: Callable[[Sequence[Event]], None],
         on_stage: Callable[[RunContext], None] = lambda ctx: ctx.flush_staged(),
         write: Callable[[Sequence[Op]], fx.Effect[None, Exception, Never]] | None = None,
         seed: int | None = None,
@@ -179,15 +179,15 @@ class RunContext:
         if numbered:
             batch.append(AppendEvents(self.run_id, [(e.seq, e.to_json()) for e in numbered]))
         batch.append(UpdateRun(self.run_id, {"next_seq": next_seq}, expect_owner=self.owner))
-        return _Pending(batch, ops, next_seq, bool(numbered), staged)
+        return _Pending(batch, ops, next_seq, numbered, staged)
 
     def _committed(self, pending: _Pending) -> None:
         self.next_seq = pending.next_seq
         for op in pending.ops:
             if isinstance(op, PutEntry):
                 self.history[op.entry.location] = op.entry
-        if pending.has_events:
-            self._on_commit()
+        if pending.events:
+            self._on_commit(pending.events)
 
     def stage(
         self,

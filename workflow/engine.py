@@ -175,6 +175,11 @@ class Engine:
         self._last_renewal_ok = -1e18
         self._scheduler_signal = _Signal()
         self._outbox_signal = _Signal()
+        # The outbox sender's cursor (the last row id sent), the ids sent but not yet
+        # marked delivered, and the events of recent commits by (run id, seq).
+        self._sent_up_to = 0
+        self._unmarked: builtins.list[int] = []
+        self._committed_events: dict[tuple[str, int], Event] = {}
         # Runs holding a staged write (a step's result waiting for the run's next
         # transaction), for the flusher to commit if their fiber waits instead.
         self._staged: dict[str, RunContext] = {}
@@ -553,7 +558,7 @@ class Engine:
             next_seq=record.next_seq,
             now=self._clock.now,
             in_memory_wait=self._in_memory_wait,
-            on_commit=self._outbox_signal.notify,
+            on_commit=lambda events: self._note_committed(record.run_id, events),
             on_stage=self._note_staged,
             write=self._group_commit.write,
         )
@@ -832,6 +837,7 @@ class Engine:
                     # claim (leased elsewhere, another engine's workflow): waiting 0
                     # for it would spin.
                     wait = min(wait, next_wake - self._clock.now())
+                self._outbox_signal.notify()
                 yield from self._scheduler_signal.wait(wait)
 
         return loop
@@ -924,43 +930,73 @@ class Engine:
         def loop() -> fx.Gen[None, Never, tracker_.EventTracker]:
             while True:
                 yield from self._deliver_outbox(until_empty=False)
-                yield from self._outbox_signal.wait(self._poll)
+                # No timeout of its own: the scheduler's round, every `poll_interval`
+                # at most, notifies this signal too, so that rows another path left
+                # undelivered are picked up (one timer for both loops).
+                yield from self._outbox_signal.wait()
 
         return loop
 
     def _deliver_outbox(
         self, *, until_empty: bool
     ) -> fx.Effect[None, Never, tracker_.EventTracker]:
+        """Send undelivered outbox rows through the tracker, past the cursor of rows
+        already sent. Rows sent are marked delivered in bulk: when 1,000 are waiting,
+        when a round finds nothing new (the engine is idle, or at the scheduler's
+        poll), and at shutdown (`until_empty`). A crash before the mark means those
+        events are delivered again, which at-least-once delivery allows."""
+
         @fx.gen
         def deliver() -> fx.Gen[None, Never, tracker_.EventTracker]:
             t = yield from tracker_.EventTracker
             while True:
                 try:
-                    rows = self.storage.undelivered_events(1000)
+                    rows = self.storage.undelivered_events(1000, after_id=self._sent_up_to)
                 except Exception as exc:
                     _log.warning("could not read the outbox: %s", exc)
                     return
-                if not rows:
-                    return
-                for row in rows:
-                    try:
-                        event = parse_event_json(row.payload_json)
-                    except ValueError as exc:
-                        _log.error("outbox row %d is not an event, skipped: %s", row.id, exc)
-                        continue
-                    yield from t.emit(event)
-                yield from t.flush()
-                try:
-                    self.storage.mark_delivered([row.id for row in rows])
-                except Exception as exc:
-                    _log.warning(
-                        "could not mark events delivered (they will be sent again): %s", exc
-                    )
-                    return
-                if not until_empty and len(rows) < 1000:
+                if rows:
+                    for row in rows:
+                        event = self._committed_events.pop((row.run_id, row.seq), None)
+                        if event is None:
+                            try:
+                                event = parse_event_json(row.payload_json)
+                            except ValueError as exc:
+                                _log.error(
+                                    "outbox row %d is not an event, skipped: %s", row.id, exc
+                                )
+                                continue
+                        yield from t.emit(event)
+                    yield from t.flush()
+                    self._sent_up_to = rows[-1].id
+                    self._unmarked.extend(row.id for row in rows)
+                if not rows or len(self._unmarked) >= 1000:
+                    self._mark_sent()
+                if not rows or (not until_empty and len(rows) < 1000):
                     return
 
         return deliver
+
+    def _mark_sent(self) -> None:
+        if not self._unmarked:
+            return
+        try:
+            self.storage.mark_delivered(self._unmarked)
+        except Exception as exc:
+            # Kept for the next try; only a crash before it sends them again.
+            _log.warning("could not mark events delivered (will try again): %s", exc)
+            return
+        self._unmarked = []
+
+    def _note_committed(self, run_id: str, events: Sequence[Event]) -> None:
+        """Keep the events a run just committed, so that the sender need not parse
+        back the JSON it reads from the outbox."""
+        if len(self._committed_events) > 10_000:
+            # Rows another engine delivered never come back to this one: forget all.
+            self._committed_events.clear()
+        for event in events:
+            self._committed_events[(run_id, event.seq)] = event
+        self._outbox_signal.notify()
 
 
 class _no_timeout:

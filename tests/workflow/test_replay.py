@@ -54,7 +54,7 @@ async def replay(
         next_seq=record.next_seq,
         now=lambda: 0.0,
         in_memory_wait=0.0,
-        on_commit=lambda: None,
+        on_commit=lambda events: None,
     )
     effect = workflow(codec.decode(record.input_json)).provide_service(WorkflowContext, ctx)
     return await fx.run_exit(effect), ctx, read_only

@@ -615,8 +615,11 @@ class Storage(Protocol):
         """The run's history entries in first-insertion order ([] for an unknown run)."""
         ...
 
-    def undelivered_events(self, limit: int = 1000) -> list[OutboxEvent]:
-        """Up to ``limit`` undelivered outbox events, oldest (lowest id) first."""
+    def undelivered_events(self, limit: int = 1000, after_id: int = 0) -> list[OutboxEvent]:
+        """Up to ``limit`` undelivered outbox events with an id above ``after_id``,
+        oldest (lowest id) first. Ids grow in commit order, so a reader that
+        remembers the last id it handled can skip what it has handled but not yet
+        marked delivered."""
         ...
 
     def mark_delivered(self, ids: Sequence[int]) -> None:

@@ -201,8 +201,8 @@ class MemoryStorage(ClosingContext):
             self._check_open("load_history")
             return list(self._history.get(run_id, {}).values())
 
-    def undelivered_events(self, limit: int = 1000) -> list[OutboxEvent]:
-        """Undelivered events, lowest id first."""
+    def undelivered_events(self, limit: int = 1000, after_id: int = 0) -> list[OutboxEvent]:
+        """Undelivered events with an id above ``after_id``, lowest id first."""
         check_limit(limit)
         with self._lock:
             self._check_open("undelivered_events")
@@ -211,7 +211,8 @@ class MemoryStorage(ClosingContext):
             for event_id in self._undelivered:
                 if len(result) >= limit:
                     break
-                result.append(self._events[event_id])
+                if event_id > after_id:
+                    result.append(self._events[event_id])
             return result
 
     def mark_delivered(self, ids: Sequence[int]) -> None:

@@ -517,13 +517,14 @@ class SqliteStorage(ClosingContext):
             ).fetchall()
         return [HistoryEntry(*row) for row in rows]
 
-    def undelivered_events(self, limit: int = 1000) -> list[OutboxEvent]:
-        """Undelivered events, lowest id first."""
+    def undelivered_events(self, limit: int = 1000, after_id: int = 0) -> list[OutboxEvent]:
+        """Undelivered events with an id above ``after_id``, lowest id first."""
         check_limit(limit)
         with self._read("undelivered_events") as conn:
             rows = conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM outbox WHERE delivered = 0 ORDER BY id LIMIT ?",
-                (limit,),
+                f"SELECT {_EVENT_COLUMNS} FROM outbox WHERE delivered = 0 AND id > ? "
+                "ORDER BY id LIMIT ?",
+                (after_id, limit),
             ).fetchall()
         return [_event_from_row(row) for row in rows]
 

@@ -289,9 +289,11 @@ class FaultyStorage:
         """Delegate `Storage.load_history`."""
         return self._invoke("load_history", (run_id,), lambda: self.inner.load_history(run_id))
 
-    def undelivered_events(self, limit: int = 1000) -> list[OutboxEvent]:
+    def undelivered_events(self, limit: int = 1000, after_id: int = 0) -> list[OutboxEvent]:
         """Delegate `Storage.undelivered_events`."""
-        return self._invoke("undelivered_events", (), lambda: self.inner.undelivered_events(limit))
+        return self._invoke(
+            "undelivered_events", (), lambda: self.inner.undelivered_events(limit, after_id)
+        )
 
     def mark_delivered(self, ids: Sequence[int]) -> None:
         """Delegate `Storage.mark_delivered`."""
