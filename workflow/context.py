@@ -175,10 +175,14 @@ class RunContext:
             events = [*staged.events, *events]
         numbered = [_number(e, self.next_seq + i) for i, e in enumerate(events)]
         next_seq = self.next_seq + len(numbered)
-        batch: list[Op] = list(ops)
+        # The fence first: a run taken over fails at once, and once it passed, the
+        # run is known to exist for the ops after it.
+        batch: list[Op] = [
+            UpdateRun(self.run_id, {"next_seq": next_seq}, expect_owner=self.owner),
+            *ops,
+        ]
         if numbered:
             batch.append(AppendEvents(self.run_id, [(e.seq, e.to_json()) for e in numbered]))
-        batch.append(UpdateRun(self.run_id, {"next_seq": next_seq}, expect_owner=self.owner))
         return _Pending(batch, ops, next_seq, numbered, staged)
 
     def _committed(self, pending: _Pending) -> None:

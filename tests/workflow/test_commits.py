@@ -26,14 +26,20 @@ class CountingSqlite(SqliteStorage):
     def __init__(self, path: Path) -> None:
         super().__init__(path, synchronous="OFF")
         self.transactions: list[int] = []
+        self._grouping = False
 
     def apply(self, ops: Sequence[Op]) -> None:
-        self.transactions.append(1)
+        if not self._grouping:  # apply_each of one batch calls apply
+            self.transactions.append(1)
         super().apply(ops)
 
     def apply_each(self, batches: Sequence[Sequence[Op]]) -> list[Exception | None]:
         self.transactions.append(len(batches))
-        return super().apply_each(batches)
+        self._grouping = True
+        try:
+            return super().apply_each(batches)
+        finally:
+            self._grouping = False
 
 
 def chain(name: str, between: float = 0.0) -> wf.Workflow[int, int, Any]:
