@@ -162,9 +162,9 @@ class RunContext:
                 return error.staged.on_failure(error.error)
             return fx.fail(error)
 
-        # Yield after each commit: a run of synchronous steps must not keep other
-        # runs, lease renewal and event delivery waiting until it ends.
-        return self.write(ops, events).catch_all(failed).zip_left(fx.yield_now())
+        # No yield needed after it: through the engine's group commit, the run's
+        # fiber waits for the writer, so other fibers run at every commit.
+        return self.write(ops, events).catch_all(failed)
 
     def _prepare(self, ops: Sequence[Op], events: Sequence[Event]) -> _Pending:
         """The batch of one commit: the staged write (taken), `ops`, the events

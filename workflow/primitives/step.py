@@ -219,13 +219,9 @@ def _run_attempt(
         started = ctx.entry(
             location, "step", "started", attempt.number, data_json=_data(ctx, location)
         )
-        begun = yield from ctx.commit([PutEntry(started)], events).either()
-        if _is_failure(begun):
-            return (
-                yield from fx.die(
-                    StepInfrastructureError(name, "before", attempt.number, _error(begun))
-                )
-            )
+        yield from ctx.commit([PutEntry(started)], events).catch_all(
+            lambda error: fx.die(StepInfrastructureError(name, "before", attempt.number, error))
+        )
         attempt.started = True
         began = ctx.now()
 
@@ -324,14 +320,11 @@ def _record_failure(
         error_json=json.dumps({"type": error.type, "message": error.message, "phase": error.phase}),
         data_json=json.dumps(data),
     )
-    recorded = ctx.commit([PutEntry(entry)], events).either()
-
-    def decide(outcome: Any) -> fx.Effect[float | None, Never, Never]:
-        if _is_failure(outcome):
-            return _abort(ctx, location, name, attempt, "retry", _error(outcome))
-        return fx.succeed(delay if will_retry else None)
-
-    return recorded.flat_map(decide)
+    return (
+        ctx.commit([PutEntry(entry)], events)
+        .catch_all(lambda error: _abort(ctx, location, name, attempt, "retry", error))
+        .as_(delay if will_retry else None)
+    )
 
 
 def _abort(
@@ -428,17 +421,6 @@ def _failures(data_json: str | None) -> int:
 def _data(ctx: RunContext, location: str) -> str:
     recorded = ctx.history.get(location)
     return json.dumps({"failures": _failures(recorded.data_json) if recorded else 0})
-
-
-def _is_failure(outcome: object) -> bool:
-    from returns.result import Failure
-
-    return isinstance(outcome, Failure)
-
-
-def _error(outcome: Any) -> Exception:
-    error: Exception = outcome.failure()
-    return error
 
 
 def _iso(timestamp: float) -> str:
