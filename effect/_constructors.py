@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Never, ParamSpec, TypeVar, overload
 
@@ -284,7 +283,9 @@ def gen(body: Callable[[], Generator[Effect[Any, E, R], Any, A]]) -> Effect[A, E
         >>> fx.run_sync(total)
         3
     """
-    if not inspect.isgeneratorfunction(body) and not callable(body):
+    # Any callable is accepted (a generator function, or a function returning a
+    # generator), so `callable` is the whole check.
+    if not callable(body):
         raise TypeError(f"gen expected a generator function, got {body!r}")
     return _GenEffect(body)
 
