@@ -307,6 +307,9 @@ async def _child_replay_make(tmp: str, n: int, db: str) -> dict[str, Any]:
         for i in range(count):
             total += yield from wf.step(f"s{i}", fx.succeed(i))
         yield from wf.sleep("end", 86_400)
+        # `engine.resume` ends the wait it resumes ("end"), so the resumed run
+        # pauses here, after replaying every step.
+        yield from wf.sleep("again", 86_400)
         return total
 
     storage = SqliteStorage(db, synchronous="OFF")
@@ -332,6 +335,9 @@ async def _child_replay_resume(tmp: str, n: int, db: str) -> dict[str, Any]:
         for i in range(count):
             total += yield from wf.step(f"s{i}", fx.succeed(i))
         yield from wf.sleep("end", 86_400)
+        # `engine.resume` ends the wait it resumes ("end"), so the resumed run
+        # pauses here, after replaying every step.
+        yield from wf.sleep("again", 86_400)
         return total
 
     inner = SqliteStorage(db)

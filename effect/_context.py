@@ -31,9 +31,7 @@ class _TagMeta(type):
     # `fx.gen`, and typed: `cls: type[Tag[I, S]]` lets the checker read I and S off the
     # subclass's base.
     def __iter__(cls: type[Tag[I, S]]) -> Generator[Effect[S, Never, I], Any, S]:  # type: ignore[misc]
-        from effect._effect import service
-
-        found: S = yield service(cls)
+        found: S = yield _effect.service(cls)
         return found
 
     def __repr__(cls) -> str:
@@ -124,3 +122,7 @@ class Context(Generic[R]):
 def _check_tag(tag: object) -> None:
     if not (isinstance(tag, type) and issubclass(tag, Tag)):
         raise TypeError(f"expected a Tag subclass, got {tag!r}")
+
+
+# Last: `effect._effect` imports this module first.
+from effect import _effect  # noqa: E402

@@ -104,6 +104,7 @@ OP_PROMISE = 15
 OP_SLEEP = 16
 OP_YIELD = 17
 OP_LOCALLY = 18
+OP_GET_LOCAL = 19
 # frame-only codes
 OP_GEN_FRAME = 20
 OP_RESTORE_INTERRUPTIBLE = 21
@@ -724,9 +725,17 @@ def locally(
     return _Locally(effect, key, update)
 
 
+class _GetLocal(Effect[Any, Never, Never]):
+    __slots__ = ("key",)
+    _op = OP_GET_LOCAL
+
+    def __init__(self, key: object) -> None:
+        self.key = key
+
+
 def get_local(key: object) -> Effect[Any, Never, Never]:
     """The fiber-local value under `key`, or None."""
-    return _WithFiber(lambda fiber: _Succeed(fiber._refs.get(key)))
+    return _GetLocal(key)
 
 
 class _YieldNow(Effect[None, Never, Never]):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Generator
+from types import GeneratorType
 from typing import TYPE_CHECKING, Any, Generic, Never, TypeVar
 
 from effect._context import Context
@@ -26,6 +27,7 @@ from effect._effect import (
     OP_FORK,
     OP_GEN,
     OP_GEN_FRAME,
+    OP_GET_LOCAL,
     OP_LOCALLY,
     OP_MAP,
     OP_MASK,
@@ -296,6 +298,37 @@ class Fiber(Generic[A, E]):
                         continue
                     if op == OP_SUCCEED:
                         value = cur.value
+                    # Do-notation next: `fx.gen` and `yield from` a tag or a fiber-local
+                    # are most of what a workflow runs between its sequencing nodes.
+                    elif op == OP_GEN:
+                        gen = cur.body()
+                        # The ABC check is slow; a real generator never needs it.
+                        if type(gen) is not GeneratorType and not isinstance(gen, Generator):
+                            raise TypeError(
+                                f"fx.gen expected a generator function, but {_describe(cur.body)} "
+                                f"returned {gen!r}"
+                            )
+                        frame = _GenFrame(gen, cur.body)
+                        push(frame)
+                        try:
+                            cur = gen.send(None)
+                        except StopIteration as stop:
+                            pop()
+                            value = stop.value
+                        else:
+                            if not isinstance(cur, Effect):
+                                cur = _bad_yield(frame, cur)
+                            continue
+                    elif op == OP_SERVICE:
+                        try:
+                            value = self._context._services[cur.tag]
+                        except KeyError:
+                            cur = _FailCause(
+                                Die(KeyError(f"Service not found: {cur.tag.__name__}"))
+                            )
+                            continue
+                    elif op == OP_GET_LOCAL:
+                        value = self._refs.get(cur.key)
                     elif op == OP_SYNC:
                         value = cur.thunk()
                     elif op == OP_FAIL:
@@ -347,32 +380,6 @@ class Fiber(Generic[A, E]):
                             self._yield(cur)
                             return
                         continue
-                    elif op == OP_GEN:
-                        gen = cur.body()
-                        if not isinstance(gen, Generator):
-                            raise TypeError(
-                                f"fx.gen expected a generator function, but {_describe(cur.body)} "
-                                f"returned {gen!r}"
-                            )
-                        frame = _GenFrame(gen, cur.body)
-                        push(frame)
-                        try:
-                            cur = gen.send(None)
-                        except StopIteration as stop:
-                            pop()
-                            value = stop.value
-                        else:
-                            if not isinstance(cur, Effect):
-                                cur = _bad_yield(frame, cur)
-                            continue
-                    elif op == OP_SERVICE:
-                        try:
-                            value = self._context._services[cur.tag]
-                        except KeyError:
-                            cur = _FailCause(
-                                Die(KeyError(f"Service not found: {cur.tag.__name__}"))
-                            )
-                            continue
                     elif op == OP_SET_INTERRUPTIBLE:
                         flag = cur.flag
                         if flag != self._interruptible:

@@ -51,9 +51,26 @@ def encode(value: object) -> str:
 def decode(text: str) -> Any:
     """The value `encode` stored as `text`."""
     try:
-        return _from_json(json.loads(text))
+        return _from_json(_loads(text))
     except (ValueError, TypeError, ImportError, AttributeError) as exc:
         raise DecodeError(f"cannot decode stored value {text[:80]!r}: {exc}") from exc
+
+
+# What `json.loads` calls once the whitespace is skipped (typeshed omits the attribute).
+_scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _loads(text: str) -> Any:
+    # `json.loads` is `scan_once` wrapped in Python-level whitespace handling that
+    # costs more than the scan for the short texts `encode` writes (no whitespace
+    # around the value). Anything else, errors included, takes the full path.
+    try:
+        value, end = _scan_once(text, 0)
+    except (StopIteration, TypeError, ValueError):
+        return json.loads(text)
+    if end != len(text):
+        return json.loads(text)
+    return value
 
 
 def _to_json(value: object, path: str) -> object:

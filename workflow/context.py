@@ -30,11 +30,11 @@ from workflow.storage import AppendEvents, HistoryEntry, Op, PutEntry, Storage, 
 
 __all__ = ["RunContext", "StagedWriteFailed", "WorkflowContext"]
 
-# Fiber-local keys: the path of scope names the fiber is in, and the step (if any)
-# whose user effect it is running. Fiber-local so that parallel branches added later
-# each carry their own.
-_PATH = object()
-_IN_STEP = object()
+# Fiber-local: (the path of scope names the fiber is in, the step (if any) whose user
+# effect it is running). Fiber-local so that parallel branches added later each carry
+# their own; one key, so that `enter` reads both at once.
+_SCOPE = object()
+_TOP: tuple[tuple[str, ...], str | None] = ((), None)
 
 
 @attrs.frozen
@@ -259,10 +259,11 @@ class RunContext:
         if not isinstance(name, str) or not name or "/" in name:
             raise ValueError(f"a {kind} name must be a non-empty string without '/', got {name!r}")
 
-        def check(path: object, in_step: object) -> fx.Effect[str, Never, Never]:
+        def check(scope: tuple[tuple[str, ...], str | None] | None) -> fx.Effect[str, Never, Never]:
+            path, in_step = scope or _TOP
             if in_step is not None:
                 return fx.die(NestedPrimitiveError(kind, name, str(in_step)))
-            location = "/".join((*(path or ()), name))  # type: ignore[misc]
+            location = "/".join((*path, name))
             if location in self.visited:
                 return fx.die(
                     HistoryDivergedError(location, f"the name {name!r} is used twice in one scope")
@@ -277,9 +278,7 @@ class RunContext:
             self.visited.add(location)
             return fx.succeed(location)
 
-        return get_local(_PATH).flat_map(
-            lambda path: get_local(_IN_STEP).flat_map(lambda s: check(path, s))
-        )
+        return get_local(_SCOPE).flat_map(check)
 
     def unvisited(self) -> list[str]:
         """History locations this execution never reached."""
@@ -288,12 +287,19 @@ class RunContext:
 
 def inside_step(effect: fx.Effect[Any, Any, Any], step_name: str) -> fx.Effect[Any, Any, Any]:
     """Run `effect` marked as the user effect of step `step_name`."""
-    return locally(effect, _IN_STEP, lambda _: step_name)
+    return locally(effect, _SCOPE, lambda scope: ((scope or _TOP)[0], step_name))
 
 
 def in_scope(effect: fx.Effect[Any, Any, Any], name: str) -> fx.Effect[Any, Any, Any]:
     """Run `effect` one scope deeper: its primitives' locations start with `name/`."""
-    return locally(effect, _PATH, lambda path: (*(path or ()), name))
+
+    def deeper(
+        scope: tuple[tuple[str, ...], str | None] | None,
+    ) -> tuple[tuple[str, ...], str | None]:
+        path, in_step = scope or _TOP
+        return (*path, name), in_step
+
+    return locally(effect, _SCOPE, deeper)
 
 
 def _number(event: Event, seq: int) -> Event:

@@ -112,12 +112,12 @@ def step(
         ctx = yield from WorkflowContext
         location = yield from ctx.enter(name, "step")
         recorded = ctx.history.get(location)
+        if recorded is not None and recorded.status == "completed":
+            assert recorded.result_json is not None
+            return codec.decode(recorded.result_json)  # type: ignore[no-any-return]
         failures = _failures(recorded.data_json) if recorded else 0
         last = recorded.attempt if recorded else 0
         if recorded is not None:
-            if recorded.status == "completed":
-                assert recorded.result_json is not None
-                return codec.decode(recorded.result_json)  # type: ignore[no-any-return]
             if recorded.status == "failed":
                 return (
                     yield from fx.fail(_stored_failure(name, recorded.attempt, recorded.error_json))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeAlias, runtime_checkable
 
@@ -329,6 +329,43 @@ class HistoryEntry:
     error_json: str | None = None
     data_json: str | None = None
     updated_at: float = attrs.field(default=0.0, converter=_to_float)
+
+
+# The slots' own setters: a frozen class refuses `setattr`, and these cost less than
+# `object.__setattr__`.
+def _slot_setter(name: str) -> Callable[[HistoryEntry, object], None]:
+    setter: Callable[[HistoryEntry, object], None] = HistoryEntry.__dict__[name].__set__
+    return setter
+
+
+_set_run_id = _slot_setter("run_id")
+_set_location = _slot_setter("location")
+_set_kind = _slot_setter("kind")
+_set_status = _slot_setter("status")
+_set_attempt = _slot_setter("attempt")
+_set_result_json = _slot_setter("result_json")
+_set_error_json = _slot_setter("error_json")
+_set_data_json = _slot_setter("data_json")
+_set_updated_at = _slot_setter("updated_at")
+
+
+def history_entry_from_row(run_id: str, row: Sequence[Any]) -> HistoryEntry:
+    """The `HistoryEntry` of `run_id` stored as `row` (the other fields, in declaration
+    order), built without `__init__`: the entry was validated when it was written,
+    and on a long history the validators were most of the cost of loading it.
+    `updated_at` must already be a float."""
+    location, kind, status, attempt, result_json, error_json, data_json, updated_at = row
+    entry: HistoryEntry = object.__new__(HistoryEntry)
+    _set_run_id(entry, run_id)
+    _set_location(entry, location)
+    _set_kind(entry, kind)
+    _set_status(entry, status)
+    _set_attempt(entry, attempt)
+    _set_result_json(entry, result_json)
+    _set_error_json(entry, error_json)
+    _set_data_json(entry, data_json)
+    _set_updated_at(entry, updated_at)
+    return entry
 
 
 @attrs.frozen

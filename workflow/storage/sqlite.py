@@ -48,6 +48,7 @@ from workflow.storage.base import (
     can_claim,
     check_limit,
     check_ttl,
+    history_entry_from_row,
     updated_record,
 )
 
@@ -124,9 +125,10 @@ _RUN_COLUMNS = (
     "run_id, workflow_name, input_json, status, created_at, updated_at, result_json, "
     "error_json, wake_at, lease_owner, lease_expires_at, crash_count, next_seq, cancel_reason"
 )
-_HISTORY_COLUMNS = (
-    "run_id, location, kind, status, attempt, result_json, error_json, data_json, updated_at"
-)
+# A run's history is read without its run_id, which the caller already has: one string
+# less to build per row.
+_ENTRY_COLUMNS = "location, kind, status, attempt, result_json, error_json, data_json, updated_at"
+_HISTORY_COLUMNS = f"run_id, {_ENTRY_COLUMNS}"
 _EVENT_COLUMNS = "id, run_id, seq, payload_json, delivered"
 _NOT_TERMINAL = "status NOT IN ({})".format(
     ", ".join(f"'{status}'" for status in sorted(TERMINAL_STATUSES))
@@ -355,26 +357,31 @@ class SqliteStorage(ClosingContext):
     def apply(self, ops: Sequence[Op]) -> None:
         """Apply ``ops`` in one ``BEGIN IMMEDIATE`` transaction; see `Storage.apply`."""
         with self._write("apply") as conn:
-            now = self._clock()
-            # Runs this batch already proved to exist, to skip re-checking per op.
-            known: set[str] = set()
-            for op in ops:
-                self._apply_one(conn, op, now, known)
+            self._apply_batch(conn, ops, self._clock())
 
     def apply_each(self, batches: Sequence[Sequence[Op]]) -> list[Exception | None]:
         """Apply each batch in its own savepoint of ONE transaction: a batch that
         fails is rolled back alone, and all of them are made durable by a single
         commit (one fsync); see `Storage.apply_each`. A driver error, or a failure of
         that commit, rolls everything back and raises `StorageError`."""
+        if len(batches) == 1:
+            # Alone in its transaction: a failure rolls it back, no savepoint needed.
+            try:
+                self.apply(batches[0])
+            except StorageError as error:
+                if error.operation != "apply" or isinstance(error.__cause__, sqlite3.Error):
+                    raise
+                return [error]
+            except TypeError as error:
+                return [error]
+            return [None]
         outcomes: list[Exception | None] = []
         with self._write("apply") as conn:
             now = self._clock()
             for ops in batches:
                 conn.execute("SAVEPOINT batch")
                 try:
-                    known: set[str] = set()
-                    for op in ops:
-                        self._apply_one(conn, op, now, known)
+                    self._apply_batch(conn, ops, now)
                 except (StorageError, TypeError) as error:
                     conn.execute("ROLLBACK TO batch")
                     outcomes.append(error)
@@ -382,6 +389,12 @@ class SqliteStorage(ClosingContext):
                     outcomes.append(None)
                 conn.execute("RELEASE batch")
         return outcomes
+
+    def _apply_batch(self, conn: sqlite3.Connection, ops: Sequence[Op], now: float) -> None:
+        # Runs this batch already proved to exist, to skip re-checking per op.
+        known: set[str] = set()
+        for op in ops:
+            self._apply_one(conn, op, now, known)
 
     def _apply_one(self, conn: sqlite3.Connection, op: Op, now: float, known: set[str]) -> None:
         if isinstance(op, InsertRun):
@@ -512,10 +525,10 @@ class SqliteStorage(ClosingContext):
         """The run's entries in first-insertion order."""
         with self._read("load_history") as conn:
             rows = conn.execute(
-                f"SELECT {_HISTORY_COLUMNS} FROM history WHERE run_id = ? ORDER BY ord",
+                f"SELECT {_ENTRY_COLUMNS} FROM history WHERE run_id = ? ORDER BY ord",
                 (run_id,),
             ).fetchall()
-        return [HistoryEntry(*row) for row in rows]
+        return [history_entry_from_row(run_id, row) for row in rows]
 
     def undelivered_events(self, limit: int = 1000, after_id: int = 0) -> list[OutboxEvent]:
         """Undelivered events with an id above ``after_id``, lowest id first."""
