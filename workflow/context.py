@@ -53,6 +53,7 @@ class _Pending:
     next_seq: int
     events: Sequence[Event]
     staged: _Staged | None
+    clears_crashes: bool
 
     def failure(self, error: Exception) -> Exception:
         """The error a failed apply of `batch` is reported as."""
@@ -105,6 +106,9 @@ class RunContext:
         # on (a sleep or a retry backoff) is over.
         self.skip_next_wait = False
         self.current_step: tuple[str, int] | None = None
+        # Set when the run's stored crash count is above zero: the first step result
+        # this execution stores is progress, and clears it (see `_prepare`).
+        self.clear_crashes = False
         self._on_commit = on_commit
         self._on_stage = on_stage
         # How `commit` applies a batch: the engine's group commit, or storage directly.
@@ -175,18 +179,23 @@ class RunContext:
             events = [*staged.events, *events]
         numbered = [_number(e, self.next_seq + i) for i, e in enumerate(events)]
         next_seq = self.next_seq + len(numbered)
+        changes: dict[str, object] = {"next_seq": next_seq}
+        # A crash loop is crashing again and again without progress: a stored step
+        # result is progress, so it resets the crash count.
+        clears_crashes = self.clear_crashes and staged is not None
+        if clears_crashes:
+            changes["crash_count"] = 0
         # The fence first: a run taken over fails at once, and once it passed, the
         # run is known to exist for the ops after it.
-        batch: list[Op] = [
-            UpdateRun(self.run_id, {"next_seq": next_seq}, expect_owner=self.owner),
-            *ops,
-        ]
+        batch: list[Op] = [UpdateRun(self.run_id, changes, expect_owner=self.owner), *ops]
         if numbered:
             batch.append(AppendEvents(self.run_id, [(e.seq, e.to_json()) for e in numbered]))
-        return _Pending(batch, ops, next_seq, numbered, staged)
+        return _Pending(batch, ops, next_seq, numbered, staged, clears_crashes)
 
     def _committed(self, pending: _Pending) -> None:
         self.next_seq = pending.next_seq
+        if pending.clears_crashes:
+            self.clear_crashes = False
         for op in pending.ops:
             if isinstance(op, PutEntry):
                 self.history[op.entry.location] = op.entry

@@ -107,7 +107,8 @@ class Engine:
             timestamps; the real clock by default.
         in_memory_wait: waits (sleeps, retry backoffs) up to this long happen in
             memory; longer ones pause the run durably.
-        max_crashes: a run recovered after more crashes than this is failed.
+        max_crashes: a run recovered after more crashes than this in a row (with no
+            step result stored between them) is failed with `CrashLoopError`.
     """
 
     def __init__(
@@ -572,6 +573,7 @@ class Engine:
     ) -> tuple[builtins.list[Op], builtins.list[Event]] | None:
         run_id = record.run_id
         running: dict[str, object] = {"status": RunStatus.RUNNING, "wake_at": None}
+        ctx.clear_crashes = record.crash_count > 0
         if record.status is RunStatus.QUEUED:
             return [UpdateRun(run_id, running)], [
                 ctx.event(
@@ -627,6 +629,7 @@ class Engine:
             except Exception as exc:
                 _log.warning("could not fail crash-looping run %s: %s", run_id, exc)
             return None
+        ctx.clear_crashes = True
         return [UpdateRun(run_id, {**running, "crash_count": crashes})], [
             ctx.event(
                 WorkflowRecovered,

@@ -7,7 +7,7 @@ WorkflowError
 ├── StepInfrastructureError  storage, encoding or bookkeeping failed around a step (a defect)
 ├── WorkflowFailedError      raised by `Engine.result` for a failed run
 ├── WorkflowCancelledError   raised by `Engine.result` for a cancelled run
-└── CrashLoopError           a run crashed its process too many times
+└── CrashLoopError           a run crashed its process too many times in a row
 """
 
 from __future__ import annotations
@@ -121,11 +121,15 @@ class WorkflowCancelledError(WorkflowError):
 
 
 class CrashLoopError(WorkflowError):
-    """The run was recovered after a crash more than `max_crashes` times; it is failed
-    rather than crashing the next process too."""
+    """The run was recovered after more than `max_crashes` crashes in a row (with no
+    step result stored between them); it is failed rather than crashing the next
+    process too."""
 
     def __init__(self, run_id: str, crashes: int) -> None:
-        super().__init__(f"run {run_id!r} crashed its process {crashes} times; giving up")
+        super().__init__(
+            f"run {run_id!r} crashed its process {crashes} times in a row, "
+            "without progress; giving up"
+        )
         self.run_id = run_id
         self.crashes = crashes
 

@@ -198,8 +198,11 @@ def test_killed_at_every_step_boundary_and_at_random_the_run_completes_and_loses
     types = [e.type for e in events]
     # Each restart recovered the run (a random kill just after the engine came up may
     # come before the recovery was recorded).
-    assert types.count("workflow.recovered") == record.crash_count
-    assert len(kills) - len(random_kill_after) <= record.crash_count <= len(kills)
+    recoveries = types.count("workflow.recovered")
+    assert len(kills) - len(random_kill_after) <= recoveries <= len(kills)
+    # The crash count is of crashes in a row without progress: the run stored step
+    # results after its last recovery, so it is back to 0.
+    assert record.crash_count == 0
     completed = Counter(e.step_name for e in events if e.type == "step.completed")
     assert completed == Counter({f"s{i}": 1 for i in range(1, 6)})
     failed = [e for e in events if e.type == "step.failed"]
