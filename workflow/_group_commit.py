@@ -11,7 +11,7 @@ lone run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Never
 
 import effect as fx
@@ -22,10 +22,13 @@ __all__ = ["GroupCommit"]
 
 
 class GroupCommit:
-    """The write queue of one engine, and the fiber that drains it (`run`)."""
+    """The write queue of one engine, and the fiber that drains it (`run`).
+    `on_round` is called at the start of every round, before the group is applied
+    (the engine stores there the staged writes no run took along)."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, on_round: Callable[[], None] = lambda: None) -> None:
         self._storage = storage
+        self._on_round = on_round
         self._pending: list[tuple[Sequence[Op], Deferred[None, Exception]]] = []
         self._wake: fx.Queue[None] = fx.Queue("sliding", 1)
 
@@ -42,6 +45,11 @@ class GroupCommit:
 
         return fx.suspend(hand_in).uninterruptible()
 
+    def wake(self) -> None:
+        """Make the writer run a round soon even if no write is handed in (for
+        `on_round`, called at the start of every round)."""
+        self._wake.offer_nowait(None)
+
     def run(self) -> fx.Effect[None, Never, Never]:
         """The writer: forever, apply the pending writes as one group. If it stops
         (the engine closing), writes still pending fail with `StorageError`."""
@@ -57,6 +65,7 @@ class GroupCommit:
     def _apply_group(self) -> fx.Effect[None, Never, Never]:
         @fx.gen
         def apply() -> fx.Gen[None, Never, Never]:
+            self._on_round()
             group, self._pending = self._pending, []
             if not group:
                 return

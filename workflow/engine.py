@@ -182,10 +182,10 @@ class Engine:
         self._unmarked: builtins.list[int] = []
         self._committed_events: dict[tuple[str, int], Event] = {}
         # Runs holding a staged write (a step's result waiting for the run's next
-        # transaction), for the flusher to commit if their fiber waits instead.
+        # transaction), for the group commit's next round to store if their fiber
+        # waits on something else instead of committing.
         self._staged: dict[str, RunContext] = {}
-        self._staged_signal = _Signal()
-        self._group_commit = GroupCommit(self.storage)
+        self._group_commit = GroupCommit(self.storage, on_round=self._flush_staged)
         self._background: builtins.list[fx.Fiber[None, Never]] = []
         self._shutting_down = False
 
@@ -196,7 +196,6 @@ class Engine:
         self._last_renewal_ok = self._clock.now()
         self._background.append(await self._runtime.fork(self._scheduler_loop()))
         self._background.append(await self._runtime.fork(self._dispatch_loop()))
-        self._background.append(await self._runtime.fork(self._flush_loop()))
         # Last, so that it is stopped last: the other fibers' final writes go through it.
         self._background.append(await self._runtime.fork(self._group_commit.run()))
         await self._recover_own_runs()
@@ -566,7 +565,17 @@ class Engine:
 
     def _note_staged(self, ctx: RunContext) -> None:
         self._staged[ctx.run_id] = ctx
-        self._staged_signal.notify()
+        self._group_commit.wake()
+
+    def _flush_staged(self) -> None:
+        """Store the staged writes their runs did not take along. Called at the start
+        of each group-commit round, which runs only once the fiber that staged has
+        yielded: a run going straight on to its next commit (the next step's start)
+        has taken its write along by then, and a run that waits on anything else
+        gets its step's result stored now, not at its next commit."""
+        staged, self._staged = self._staged, {}
+        for ctx in staged.values():
+            ctx.flush_staged()
 
     def _opening(
         self, record: RunRecord, ctx: RunContext
@@ -910,23 +919,6 @@ class Engine:
             return fx.all(launches).as_void if launches else fx.void
 
         return fx.suspend(claim)
-
-    def _flush_loop(self) -> fx.Effect[None, Never, Never]:
-        """Commits staged writes their run's fiber did not take along. The flusher
-        runs only once the fiber that staged has yielded: a run going straight on to
-        its next commit (the next step's start) has taken the write along by then,
-        and a run that waits on anything else gets its step's result stored now,
-        not at its next commit."""
-
-        @fx.gen
-        def loop() -> fx.Gen[None, Never, Never]:
-            while True:
-                yield from self._staged_signal.wait()
-                staged, self._staged = self._staged, {}
-                for ctx in staged.values():
-                    ctx.flush_staged()
-
-        return loop
 
     def _dispatch_loop(self) -> fx.Effect[None, Never, tracker_.EventTracker]:
         @fx.gen

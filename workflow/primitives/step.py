@@ -418,9 +418,15 @@ def _failures(data_json: str | None) -> int:
     return int(json.loads(data_json or "{}").get("failures", 0))
 
 
+# The data of an entry with no failed attempt: every step's, until one fails.
+_NO_FAILURES = json.dumps({"failures": 0})
+
+
 def _data(ctx: RunContext, location: str) -> str:
     recorded = ctx.history.get(location)
-    return json.dumps({"failures": _failures(recorded.data_json) if recorded else 0})
+    if recorded is None or recorded.data_json in (None, _NO_FAILURES):
+        return _NO_FAILURES
+    return json.dumps({"failures": _failures(recorded.data_json)})
 
 
 def _iso(timestamp: float) -> str:
