@@ -31,6 +31,7 @@ class GroupCommit:
         self._on_round = on_round
         self._pending: list[tuple[Sequence[Op], Deferred[None, Exception]]] = []
         self._wake: fx.Queue[None] = fx.Queue("sliding", 1)
+        self._stopped = False
 
     def write(self, ops: Sequence[Op]) -> fx.Effect[None, Exception, Never]:
         """Apply `ops` atomically in the next group; fails with the error that
@@ -38,6 +39,9 @@ class GroupCommit:
         the caller must learn whether it did (its next write depends on it)."""
 
         def hand_in() -> fx.Effect[None, Exception, Never]:
+            if self._stopped:
+                # Nobody would ever apply it: fail now rather than wait forever.
+                return fx.fail(_stopped_error())
             done: Deferred[None, Exception] = Deferred()
             self._pending.append((ops, done))
             self._wake.offer_nowait(None)
@@ -52,7 +56,8 @@ class GroupCommit:
 
     def run(self) -> fx.Effect[None, Never, Never]:
         """The writer: forever, apply the pending writes as one group. If it stops
-        (the engine closing), writes still pending fail with `StorageError`."""
+        (the engine closing), writes still pending, and any handed in later, fail
+        with `StorageError`."""
 
         @fx.gen
         def loop() -> fx.Gen[None, Never, Never]:
@@ -79,6 +84,10 @@ class GroupCommit:
         return apply
 
     def _fail_pending(self) -> fx.Effect[None, Never, Never]:
+        self._stopped = True
         group, self._pending = self._pending, []
-        error = StorageError("the engine stopped before this write", operation="apply")
-        return fx.all([done.fail(error) for _, done in group]).as_void
+        return fx.all([done.fail(_stopped_error()) for _, done in group]).as_void
+
+
+def _stopped_error() -> StorageError:
+    return StorageError("the engine stopped before this write", operation="apply")

@@ -8,14 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Never
 
 import anyio
 import pytest
 
 import effect as fx
 import workflow as wf
-from workflow.storage import Op, SqliteStorage
+from workflow._group_commit import GroupCommit
+from workflow.storage import (
+    InsertRun,
+    MemoryStorage,
+    Op,
+    RunExistsError,
+    RunRecord,
+    RunStatus,
+    SqliteStorage,
+    StorageError,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -104,3 +114,27 @@ async def test_a_step_result_is_stored_when_the_run_waits(tmp_path: Path) -> Non
         types = [e.type for e in await engine.events(run_id)]
         assert types[-1] == "step.completed"
         await engine.cancel(run_id, "enough")
+
+
+async def test_group_commit_fails_writes_alone_and_refuses_them_once_stopped() -> None:
+    storage = MemoryStorage()
+    group = GroupCommit(storage)
+
+    def insert(run_id: str) -> list[Op]:
+        return [InsertRun(RunRecord(run_id, "wf", "{}", RunStatus.QUEUED, 0.0, 0.0))]
+
+    @fx.gen
+    def program() -> fx.Gen[list[object], Never, Never]:
+        writer = yield from group.run().fork()
+        outcomes = yield from fx.all(
+            [group.write(insert(r)).either() for r in ("a", "b", "a")], concurrency="unbounded"
+        )
+        yield from writer.interrupt()
+        late = yield from group.write(insert("c")).either()
+        return [*outcomes, late]
+
+    a, b, again, late = await fx.run(program)
+    assert a.unwrap() is None and b.unwrap() is None
+    assert isinstance(again.failure(), RunExistsError)  # alone: a and b are stored
+    assert isinstance(late.failure(), StorageError)  # not a hang
+    assert {r.run_id for r in storage.list_runs()} == {"a", "b"}
