@@ -294,12 +294,12 @@ async def _child_ours_recover(tmp: str, marker: str, timeout: float) -> dict[str
     }
 
 
-async def _child_replay_make(tmp: str, n: int, db: str) -> dict[str, Any]:
-    import anyio
-
+def _replay_workflow() -> Any:
+    """`count` trivial steps, then two long durable sleeps: the replay scenario's
+    run pauses at the first, and `engine.resume` (which ends the wait it resumes)
+    brings it to the second after replaying every step."""
     import effect as fx
     import workflow as wf
-    from workflow.storage import RunStatus, SqliteStorage
 
     @wf.workflow("replay")
     def replay(count: int) -> Any:
@@ -307,11 +307,19 @@ async def _child_replay_make(tmp: str, n: int, db: str) -> dict[str, Any]:
         for i in range(count):
             total += yield from wf.step(f"s{i}", fx.succeed(i))
         yield from wf.sleep("end", 86_400)
-        # `engine.resume` ends the wait it resumes ("end"), so the resumed run
-        # pauses here, after replaying every step.
         yield from wf.sleep("again", 86_400)
         return total
 
+    return replay
+
+
+async def _child_replay_make(tmp: str, n: int, db: str) -> dict[str, Any]:
+    import anyio
+
+    import workflow as wf
+    from workflow.storage import RunStatus, SqliteStorage
+
+    replay = _replay_workflow()
     storage = SqliteStorage(db, synchronous="OFF")
     async with wf.Engine([replay], storage=storage, owner=OWNER) as engine:
         await engine.start(replay, n, id=REPLAY_RUN)
@@ -324,22 +332,11 @@ async def _child_replay_make(tmp: str, n: int, db: str) -> dict[str, Any]:
 async def _child_replay_resume(tmp: str, n: int, db: str) -> dict[str, Any]:
     import anyio
 
-    import effect as fx
     import workflow as wf
     from workflow import codec
     from workflow.storage import SqliteStorage
 
-    @wf.workflow("replay")
-    def replay(count: int) -> Any:
-        total = 0
-        for i in range(count):
-            total += yield from wf.step(f"s{i}", fx.succeed(i))
-        yield from wf.sleep("end", 86_400)
-        # `engine.resume` ends the wait it resumes ("end"), so the resumed run
-        # pauses here, after replaying every step.
-        yield from wf.sleep("again", 86_400)
-        return total
-
+    replay = _replay_workflow()
     inner = SqliteStorage(db)
     # The floor: reading the history and decoding every stored result.
     start = time.perf_counter()

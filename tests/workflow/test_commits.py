@@ -36,20 +36,14 @@ class CountingSqlite(SqliteStorage):
     def __init__(self, path: Path) -> None:
         super().__init__(path, synchronous="OFF")
         self.transactions: list[int] = []
-        self._grouping = False
 
     def apply(self, ops: Sequence[Op]) -> None:
-        if not self._grouping:  # apply_each of one batch calls apply
-            self.transactions.append(1)
+        self.transactions.append(1)
         super().apply(ops)
 
     def apply_each(self, batches: Sequence[Sequence[Op]]) -> list[Exception | None]:
         self.transactions.append(len(batches))
-        self._grouping = True
-        try:
-            return super().apply_each(batches)
-        finally:
-            self._grouping = False
+        return super().apply_each(batches)
 
 
 def chain(name: str, between: float = 0.0) -> wf.Workflow[int, int, Any]:

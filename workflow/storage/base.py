@@ -331,22 +331,11 @@ class HistoryEntry:
     updated_at: float = attrs.field(default=0.0, converter=_to_float)
 
 
-# The slots' own setters: a frozen class refuses `setattr`, and these cost less than
-# `object.__setattr__`.
-def _slot_setter(name: str) -> Callable[[HistoryEntry, object], None]:
-    setter: Callable[[HistoryEntry, object], None] = HistoryEntry.__dict__[name].__set__
-    return setter
-
-
-_set_run_id = _slot_setter("run_id")
-_set_location = _slot_setter("location")
-_set_kind = _slot_setter("kind")
-_set_status = _slot_setter("status")
-_set_attempt = _slot_setter("attempt")
-_set_result_json = _slot_setter("result_json")
-_set_error_json = _slot_setter("error_json")
-_set_data_json = _slot_setter("data_json")
-_set_updated_at = _slot_setter("updated_at")
+# The slots' own setters, in field order: a frozen class refuses `setattr`, and these
+# cost less than `object.__setattr__`.
+_HISTORY_ENTRY_SETTERS: tuple[Callable[[HistoryEntry, object], None], ...] = tuple(
+    HistoryEntry.__dict__[field.name].__set__ for field in attrs.fields(HistoryEntry)
+)
 
 
 def history_entry_from_row(run_id: str, row: Sequence[Any]) -> HistoryEntry:
@@ -354,17 +343,9 @@ def history_entry_from_row(run_id: str, row: Sequence[Any]) -> HistoryEntry:
     order), built without `__init__`: the entry was validated when it was written,
     and on a long history the validators were most of the cost of loading it.
     `updated_at` must already be a float."""
-    location, kind, status, attempt, result_json, error_json, data_json, updated_at = row
     entry: HistoryEntry = object.__new__(HistoryEntry)
-    _set_run_id(entry, run_id)
-    _set_location(entry, location)
-    _set_kind(entry, kind)
-    _set_status(entry, status)
-    _set_attempt(entry, attempt)
-    _set_result_json(entry, result_json)
-    _set_error_json(entry, error_json)
-    _set_data_json(entry, data_json)
-    _set_updated_at(entry, updated_at)
+    for set_field, value in zip(_HISTORY_ENTRY_SETTERS, (run_id, *row), strict=True):
+        set_field(entry, value)
     return entry
 
 

@@ -364,17 +364,6 @@ class SqliteStorage(ClosingContext):
         fails is rolled back alone, and all of them are made durable by a single
         commit (one fsync); see `Storage.apply_each`. A driver error, or a failure of
         that commit, rolls everything back and raises `StorageError`."""
-        if len(batches) == 1:
-            # Alone in its transaction: a failure rolls it back, no savepoint needed.
-            try:
-                self.apply(batches[0])
-            except StorageError as error:
-                if error.operation != "apply" or isinstance(error.__cause__, sqlite3.Error):
-                    raise
-                return [error]
-            except TypeError as error:
-                return [error]
-            return [None]
         outcomes: list[Exception | None] = []
         with self._write("apply") as conn:
             now = self._clock()
