@@ -386,9 +386,9 @@ async def _child_thread_hop(tmp: str, n: int, synchronous: str) -> dict[str, Any
         def ops(i: int, run_id: str = run_id) -> list[Any]:
             entry = HistoryEntry(run_id, f"s{i}", "step", "completed", 1, result_json=str(i))
             return [
+                UpdateRun(run_id, {}, expect_owner=None),
                 PutEntry(entry),
                 AppendEvents(run_id, [(i, payload)]),
-                UpdateRun(run_id, {"next_seq": i + 1}),
             ]
 
         async with anyio.create_task_group() as tg:

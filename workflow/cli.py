@@ -316,7 +316,6 @@ def enqueue(
         status=RunStatus.QUEUED,
         created_at=now,
         updated_at=now,
-        next_seq=1,
     )
     queued = WorkflowQueued(
         workflow_id=run_id, workflow_name=workflow_name, execution_id=run_id, seq=0

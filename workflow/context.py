@@ -171,15 +171,17 @@ class RunContext:
         return self.write(ops, events).catch_all(failed)
 
     def _prepare(self, ops: Sequence[Op], events: Sequence[Event]) -> _Pending:
-        """The batch of one commit: the staged write (taken), `ops`, the events
-        numbered from `next_seq`, and the fencing update of `next_seq`."""
+        """The batch of one commit: the lease fence, the staged write (taken), `ops`,
+        and the events numbered from `next_seq`."""
         staged, self._staged = self._staged, None
         if staged is not None:
             ops = [*staged.ops, *ops]
             events = [*staged.events, *events]
         numbered = [_number(e, self.next_seq + i) for i, e in enumerate(events)]
         next_seq = self.next_seq + len(numbered)
-        changes: dict[str, object] = {"next_seq": next_seq}
+        # The fence writes nothing unless there is a change to make: storage derives
+        # the run's next_seq from its events.
+        changes: dict[str, object] = {}
         # A crash loop is crashing again and again without progress: a stored step
         # result is progress, so it resets the crash count.
         clears_crashes = self.clear_crashes and staged is not None

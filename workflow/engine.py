@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Never
 
 import anyio
+import attrs
 
 import effect as fx
 import tracker as tracker_
@@ -285,7 +286,6 @@ class Engine:
             status=RunStatus.QUEUED,
             created_at=now,
             updated_at=now,
-            next_seq=1,
             lease_owner=self.owner if leased else None,
             lease_expires_at=now + self._lease_ttl if leased else None,
         )
@@ -316,7 +316,8 @@ class Engine:
             return record, False
         self._finished.setdefault(run_id, anyio.Event())
         self._outbox_signal.notify()
-        return record, True
+        # The run as storage now reads it: `workflow.queued` took seq 0.
+        return attrs.evolve(record, next_seq=1), True
 
     async def result(self, run_id: str, *, timeout: float | None = None) -> Any:
         """Wait for the run to end and return its result; raise `WorkflowFailedError` or

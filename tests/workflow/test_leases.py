@@ -255,7 +255,11 @@ def test_two_processes_share_runs_and_recover_a_killed_ones_runs_after_its_lease
             if item[1] == "UP":
                 break
         else:
-            pytest.fail(f"worker did not come up: {worker.output}")
+            worker.kill()
+            worker.finish()
+            pytest.fail(
+                f"worker did not come up ({item}): {worker.output}; stderr: {worker.stderr}"
+            )
     # Kill the victim once it has finished a few steps, with others in flight.
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

@@ -165,10 +165,8 @@ def test_update_run_sets_fields_and_updated_at(storage: Storage, clock: Clock) -
     storage.apply([UpdateRun("r1", {"status": R, "crash_count": 2, "wake_at": 7})])
     stored = storage.get_run("r1")
     assert stored == run("r1", status=R, crash_count=2, wake_at=7.0, updated_at=2000.0)
-    storage.apply([UpdateRun("r1", {"updated_at": 5.5, "next_seq": 4})])
-    assert storage.get_run("r1") == run(
-        "r1", status=R, crash_count=2, wake_at=7.0, updated_at=5.5, next_seq=4
-    )
+    storage.apply([UpdateRun("r1", {"updated_at": 5.5, "crash_count": 4})])
+    assert storage.get_run("r1") == run("r1", status=R, crash_count=4, wake_at=7.0, updated_at=5.5)
 
 
 def test_update_missing_run(storage: Storage) -> None:
@@ -241,17 +239,63 @@ def test_an_update_without_status_change_checks_its_expectations(storage: Storag
     """The common update (no status) is one statement with its expectations in the
     WHERE clause; a miss still reports exactly what differed."""
     storage.apply([InsertRun(run("r", lease_owner="me", lease_expires_at=9.0))])
-    storage.apply([UpdateRun("r", {"next_seq": 4}, expect_owner="me", expect_status=Q)])
+    storage.apply([UpdateRun("r", {"crash_count": 4}, expect_owner="me", expect_status=Q)])
     record = storage.get_run("r")
-    assert record is not None and record.next_seq == 4
+    assert record is not None and record.crash_count == 4
     with pytest.raises(ConflictError) as raised:
-        storage.apply([UpdateRun("r", {"next_seq": 5}, expect_owner="you")])
+        storage.apply([UpdateRun("r", {"crash_count": 5}, expect_owner="you")])
     assert (raised.value.field, raised.value.actual) == ("lease_owner", "me")
     with pytest.raises(ConflictError) as raised:
-        storage.apply([UpdateRun("r", {"next_seq": 5}, expect_status=R)])
+        storage.apply([UpdateRun("r", {"crash_count": 5}, expect_status=R)])
     assert raised.value.field == "status"
     with pytest.raises(RunNotFoundError):
-        storage.apply([UpdateRun("missing", {"next_seq": 5})])
+        storage.apply([UpdateRun("missing", {"crash_count": 5})])
+
+
+def test_an_update_without_changes_is_a_fence_that_writes_nothing(
+    storage: Storage, clock: Clock
+) -> None:
+    storage.apply([InsertRun(run("r", lease_owner="me", lease_expires_at=9.0))])
+    before = storage.get_run("r")
+    clock.now = 2000.0
+    storage.apply([UpdateRun("r", {}, expect_owner="me", expect_status=Q)])
+    assert storage.get_run("r") == before  # not even updated_at moved
+    with pytest.raises(ConflictError) as raised:
+        storage.apply([UpdateRun("r", {}, expect_owner="you"), AppendEvents("r", [(0, "e")])])
+    assert (raised.value.field, raised.value.expected, raised.value.actual) == (
+        "lease_owner",
+        "you",
+        "me",
+    )
+    assert storage.run_events("r") == []  # the fence failed, so the batch did too
+    with pytest.raises(ConflictError, match="conflict on status"):
+        storage.apply([UpdateRun("r", {}, expect_status=R)])
+    with pytest.raises(RunNotFoundError):
+        storage.apply([UpdateRun("missing", {})])
+
+
+def test_next_seq_is_derived_from_the_outbox(storage: Storage) -> None:
+    storage.apply([InsertRun(run("r", lease_owner="me", lease_expires_at=9.0))])
+    assert storage.get_run("r").next_seq == 0  # type: ignore[union-attr]
+    storage.apply([AppendEvents("r", [(0, "a"), (1, "b")])])
+    assert storage.get_run("r").next_seq == 2  # type: ignore[union-attr]
+    storage.apply([AppendEvents("r", [(5, "c"), (3, "d")])])  # one past the highest
+    assert storage.get_run("r").next_seq == 6  # type: ignore[union-attr]
+    with pytest.raises(ConflictError):
+        storage.apply([AppendEvents("r", [(9, "e"), (0, "again")])])
+    assert storage.get_run("r").next_seq == 6  # type: ignore[union-attr]
+    # Every read of a run says the same.
+    assert [r.next_seq for r in storage.list_runs()] == [6]
+    assert [r.next_seq for r in storage.claimable_runs(now=100.0)] == [6]
+    claimed = storage.try_claim("r", "me", now=1.0, ttl=5.0)
+    assert claimed is not None and claimed.next_seq == 6
+
+
+def test_next_seq_is_not_written_by_callers() -> None:
+    with pytest.raises(ValueError, match="InsertRun of run 'r': next_seq must be 0, got 1"):
+        InsertRun(run("r", next_seq=1))
+    with pytest.raises(ValueError, match="UpdateRun cannot set field 'next_seq'"):
+        UpdateRun("r", {"next_seq": 1})
 
 
 # ---------------------------------------------------------------- transitions
@@ -526,7 +570,7 @@ def test_sqlite_persists_across_reopen(tmp_path: Path) -> None:
         first.mark_delivered([1])
         first.try_claim("r1", "a", now=1.0, ttl=2.0)
     with SqliteStorage(path) as second:
-        assert second.get_run("r1") == run("r1", lease_owner="a", lease_expires_at=3.0)
+        assert second.get_run("r1") == run("r1", lease_owner="a", lease_expires_at=3.0, next_seq=2)
         assert [e.location for e in second.load_history("r1")] == ["b", "a"]
         assert [e.id for e in second.undelivered_events()] == [2]
         second.apply([AppendEvents("r1", [(2, "z")])])
@@ -540,9 +584,13 @@ def test_sqlite_schema_version_and_wal(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        outbox = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'outbox'").fetchone()
     conn.close()
-    assert {"runs_by_status", "runs_paused_by_wake", "outbox_undelivered"} <= indexes
+    assert {"runs_by_status", "runs_paused_by_wake", "outbox_delivered_below"} <= names
+    # Version 2 dropped what every commit paid for and no read needs.
+    assert not {"history_by_run", "outbox_undelivered"} & names
+    assert "AUTOINCREMENT" not in outbox[0]
 
 
 @pytest.mark.parametrize(("mode", "value"), [("FULL", 2), ("NORMAL", 1), ("OFF", 0)])
@@ -562,7 +610,11 @@ def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(SchemaVersionError, match="schema version 99 is newer") as info:
         SqliteStorage(path)
-    assert (info.value.found, info.value.supported, info.value.operation) == (99, 1, "open")
+    assert (info.value.found, info.value.supported, info.value.operation) == (
+        99,
+        SCHEMA_VERSION,
+        "open",
+    )
 
 
 def test_sqlite_applies_missing_migrations_in_order(
@@ -571,15 +623,92 @@ def test_sqlite_applies_missing_migrations_in_order(
     path = tmp_path / "wf.db"
     with SqliteStorage(path) as storage:
         storage.apply([InsertRun(run("r1"))])
-    v2 = ("CREATE TABLE extra (x INTEGER)", "INSERT INTO extra VALUES (42)")
-    monkeypatch.setattr(sqlite_module, "_MIGRATIONS", (*sqlite_module._MIGRATIONS, v2))
-    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", 2)
+    later = ("CREATE TABLE extra (x INTEGER)", "INSERT INTO extra VALUES (42)")
+    monkeypatch.setattr(sqlite_module, "_MIGRATIONS", (*sqlite_module._MIGRATIONS, later))
+    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     with SqliteStorage(path) as storage:
         assert storage.get_run("r1") is not None
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        found = conn.execute("SELECT version FROM schema_version").fetchall()
+        assert found == [(SCHEMA_VERSION + 1,)]
         assert conn.execute("SELECT x FROM extra").fetchall() == [(42,)]
     conn.close()
+
+
+def test_sqlite_migrates_a_version_1_file_keeping_everything(tmp_path: Path) -> None:
+    """A file written by version 1 (AUTOINCREMENT outbox, a stored next_seq) opens
+    with its runs, history order, event ids and delivery state intact, and goes on
+    from there."""
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in sqlite_module._MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (1)")
+    conn.execute(
+        "INSERT INTO runs (run_id, workflow_name, input_json, status, created_at, "
+        "updated_at, next_seq) VALUES ('r', 'wf', '{}', 'running', 1.0, 2.0, 4)"
+    )
+    for location in ("b", "a"):
+        conn.execute(
+            "INSERT INTO history (run_id, location, kind, status, attempt, updated_at) "
+            "VALUES ('r', ?, 'step', 'started', 1, 3.0)",
+            (location,),
+        )
+    for seq, delivered in enumerate([1, 0, 1, 0]):
+        conn.execute(
+            "INSERT INTO outbox (run_id, seq, payload_json, delivered) VALUES ('r', ?, ?, ?)",
+            (seq, f"e{seq}", delivered),
+        )
+    conn.close()
+
+    with SqliteStorage(path) as storage:
+        record = storage.get_run("r")
+        assert record is not None and (record.status, record.next_seq) == (R, 4)
+        assert [e.location for e in storage.load_history("r")] == ["b", "a"]
+        assert [(e.id, e.delivered) for e in storage.run_events("r")] == [
+            (1, True),
+            (2, False),
+            (3, True),
+            (4, False),
+        ]
+        assert [e.id for e in storage.undelivered_events()] == [2, 4]
+        storage.apply([AppendEvents("r", [(4, "e4")])])
+        assert [e.id for e in storage.run_events("r")] == [1, 2, 3, 4, 5]
+        storage.mark_delivered([2, 4])
+        assert [e.id for e in storage.undelivered_events()] == [5]
+    with sqlite3.connect(path) as check:
+        assert check.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
+    check.close()
+
+
+def test_sqlite_reads_undelivered_events_past_the_delivered_prefix(tmp_path: Path) -> None:
+    path = tmp_path / "wf.db"
+    with SqliteStorage(path) as storage:
+        storage.apply([InsertRun(run("r"))])
+        storage.apply([AppendEvents("r", [(seq, f"e{seq}") for seq in range(6)])])
+        storage.mark_delivered([1, 2, 4])  # 3 is still undelivered: the prefix stops there
+        assert [e.id for e in storage.undelivered_events()] == [3, 5, 6]
+        assert [e.id for e in storage.undelivered_events(after_id=3)] == [5, 6]
+        assert [e.id for e in storage.undelivered_events(limit=1, after_id=1)] == [3]
+        storage.mark_delivered([3, 5, 6])
+        assert storage.undelivered_events() == []
+        storage.apply([AppendEvents("r", [(6, "e6")])])
+        assert [e.id for e in storage.undelivered_events()] == [7]
+        assert storage._conn is not None
+        below = storage._conn.execute("SELECT id FROM outbox_delivered_below").fetchall()
+        assert below == [(7,)]
+        # The read is a range of ids, not a scan of the whole outbox.
+        plan = " ".join(
+            str(row[-1])
+            for row in storage._conn.execute(
+                "EXPLAIN QUERY PLAN SELECT id FROM outbox "
+                "WHERE id > MAX(?, (SELECT id - 1 FROM outbox_delivered_below)) "
+                "AND delivered = 0 ORDER BY id LIMIT ?",
+                (0, 10),
+            )
+        )
+        assert "INTEGER PRIMARY KEY (rowid>?)" in plan, plan
 
 
 def test_sqlite_busy_write_fails_cleanly(tmp_path: Path) -> None:
@@ -665,7 +794,6 @@ change_values: dict[str, st.SearchStrategy[Any]] = {
     "lease_owner": st.none() | st.sampled_from(OWNERS),
     "lease_expires_at": optional_floats,
     "crash_count": st.integers(0, 3),
-    "next_seq": st.integers(0, 5),
     "result_json": st.none() | st.just('"ok"'),
     "cancel_reason": st.none() | st.just("user"),
 }

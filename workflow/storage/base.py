@@ -264,7 +264,11 @@ class RunRecord:
         lease_owner, lease_expires_at: Which engine process owns the run, and until
             when. See `is_lease_free`.
         crash_count: How many times the run was recovered after its owner died.
-        next_seq: The next per-run event sequence number to hand out.
+        next_seq: One past the highest ``seq`` in the run's outbox (0 while it has
+            none): the next per-run event sequence number to hand out. Storage derives
+            it from the outbox when it reads the run, so that appending events does
+            not rewrite the run; `InsertRun` requires it to be 0, and `UpdateRun`
+            cannot set it.
         cancel_reason: Set when a cancel was requested.
     """
 
@@ -386,7 +390,6 @@ UPDATABLE_FIELDS: Mapping[str, tuple[type, ...]] = types.MappingProxyType(
         "lease_owner": _OPTIONAL_STR,
         "lease_expires_at": _OPTIONAL_FLOAT,
         "crash_count": (int,),
-        "next_seq": (int,),
         "cancel_reason": _OPTIONAL_STR,
     }
 )
@@ -414,17 +417,28 @@ def _freeze_changes(changes: Mapping[str, object]) -> Mapping[str, object]:
             raise TypeError(
                 f"UpdateRun field {name!r} got {value!r} of type {type(value).__name__}"
             )
-        if isinstance(value, int) and name in ("crash_count", "next_seq") and value < 0:
+        if isinstance(value, int) and name == "crash_count" and value < 0:
             raise ValueError(f"UpdateRun field {name!r} must be >= 0, got {value}")
         checked[name] = value
     return types.MappingProxyType(checked)
 
 
+def _derived_seq(_instance: object, _attribute: attrs.Attribute[RunRecord], run: RunRecord) -> None:
+    if run.next_seq != 0:
+        raise ValueError(
+            f"InsertRun of run {run.run_id!r}: next_seq must be 0, got {run.next_seq} "
+            "(storage derives it from the run's outbox events)"
+        )
+
+
 @attrs.frozen
 class InsertRun:
-    """Insert a new run. Raises `RunExistsError` if the id is taken (batch rolled back)."""
+    """Insert a new run. Raises `RunExistsError` if the id is taken (batch rolled back).
 
-    record: RunRecord
+    The record's ``next_seq`` must be 0 (``ValueError`` here otherwise): storage
+    derives it from the run's outbox events."""
+
+    record: RunRecord = attrs.field(validator=_derived_seq)
 
 
 @attrs.frozen
@@ -442,6 +456,11 @@ class UpdateRun:
       (even when the status is unchanged, so only ``running -> running`` is allowed as
       a self-transition and a second completion of a run is refused);
     * ``updated_at`` is set to the storage clock's now unless ``changes`` sets it.
+
+    With no ``changes`` the op writes nothing, not even ``updated_at``: it only checks
+    that the run exists and meets the expectations. That is the lease fence a run's
+    commits begin with (``UpdateRun(run_id, {}, expect_owner=me)``): it costs a read,
+    where rewriting the run's row would add a page to every commit.
 
     Any error rolls back the whole batch.
 
@@ -524,12 +543,20 @@ def apply_one_by_one(storage: Storage, batches: Sequence[Sequence[Op]]) -> list[
     return outcomes
 
 
+def check_expectations(op: UpdateRun, status: RunStatus, lease_owner: str | None) -> None:
+    """Raise the `ConflictError` `UpdateRun` documents if the stored ``status`` or
+    ``lease_owner`` is not what `op` expects."""
+    if op.expect_status is not None and status != op.expect_status:
+        raise ConflictError(op.run_id, "status", op.expect_status, status)
+    if op.expect_owner is not None and lease_owner != op.expect_owner:
+        raise ConflictError(op.run_id, "lease_owner", op.expect_owner, lease_owner)
+
+
 def updated_record(current: RunRecord, op: UpdateRun, now: float) -> RunRecord:
     """The record `op` turns `current` into, or the error `UpdateRun` documents."""
-    if op.expect_status is not None and current.status != op.expect_status:
-        raise ConflictError(op.run_id, "status", op.expect_status, current.status)
-    if op.expect_owner is not None and current.lease_owner != op.expect_owner:
-        raise ConflictError(op.run_id, "lease_owner", op.expect_owner, current.lease_owner)
+    check_expectations(op, current.status, current.lease_owner)
+    if not op.changes:
+        return current
     new_status = op.changes.get("status")
     if isinstance(new_status, RunStatus):
         check_transition(current.status, new_status, op.run_id)

@@ -167,6 +167,12 @@ class MemoryStorage(ClosingContext):
             seqs.add(seq)
             ids.append(event_id)
             added.append((event_id, seq))
+        # next_seq is derived from the outbox (see `RunRecord`); kept current here so
+        # that reads need not compute it.
+        run = self._runs[op.run_id]
+        highest = max((seq for seq, _ in op.payloads), default=-1)
+        if highest >= run.next_seq:
+            self._replace_run(attrs.evolve(run, next_seq=highest + 1), undo)
 
     # ------------------------------------------------------------------ reads
 
