@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -69,7 +70,8 @@ class MemoryStorage(ClosingContext):
         self._events: dict[int, OutboxEvent] = {}
         self._events_by_run: dict[str, list[int]] = {}
         self._seqs_by_run: dict[str, set[int]] = {}
-        self._undelivered: dict[int, None] = {}
+        # Ascending (ids are handed out in increasing order), for bisection by id.
+        self._undelivered: list[int] = []
         self._next_event_id = 1
 
     def __repr__(self) -> str:
@@ -148,9 +150,10 @@ class MemoryStorage(ClosingContext):
         added: list[tuple[int, int]] = []
 
         def rollback() -> None:
+            # The ids this op added are the newest: the end of the undelivered list.
+            del self._undelivered[len(self._undelivered) - len(added) :]
             for event_id, seq in added:
                 del self._events[event_id]
-                del self._undelivered[event_id]
                 seqs.discard(seq)
                 ids.pop()
             # SQLite rolls its AUTOINCREMENT counter back with the transaction too.
@@ -163,7 +166,7 @@ class MemoryStorage(ClosingContext):
             event_id = self._next_event_id
             self._next_event_id += 1
             self._events[event_id] = OutboxEvent(event_id, op.run_id, seq, payload)
-            self._undelivered[event_id] = None
+            self._undelivered.append(event_id)
             seqs.add(seq)
             ids.append(event_id)
             added.append((event_id, seq))
@@ -212,23 +215,21 @@ class MemoryStorage(ClosingContext):
         check_limit(limit)
         with self._lock:
             self._check_open("undelivered_events")
-            # Ids are inserted in increasing order, so the dict is already sorted.
-            result: list[OutboxEvent] = []
-            for event_id in self._undelivered:
-                if len(result) >= limit:
-                    break
-                if event_id > after_id:
-                    result.append(self._events[event_id])
-            return result
+            start = bisect.bisect_right(self._undelivered, after_id)
+            return [self._events[event_id] for event_id in self._undelivered[start : start + limit]]
 
     def mark_delivered(self, ids: Sequence[int]) -> None:
         """Mark events delivered; unknown or already-delivered ids are ignored."""
         with self._lock:
             self._check_open("mark_delivered")
+            marked: set[int] = set()
             for event_id in ids:
-                if self._undelivered.pop(event_id, "absent") is None:
-                    event = self._events[event_id]
+                event = self._events.get(event_id)
+                if event is not None and not event.delivered:
                     self._events[event_id] = attrs.evolve(event, delivered=True)
+                    marked.add(event_id)
+            if marked:
+                self._undelivered = [i for i in self._undelivered if i not in marked]
 
     def run_events(self, run_id: str) -> list[OutboxEvent]:
         """Every event of the run, by id."""
