@@ -84,6 +84,9 @@ _repr.maxother = 60
 
 # --- UUIDv7 -----------------------------------------------------------------------------------
 
+# Bytes per os.urandom call: at 8 to 10 bytes an id, one call serves 400 to 500 ids.
+_RANDOM_BLOCK = 4096
+
 
 class _Uuid7:
     """RFC 9562 UUIDv7 with a 12-bit counter in ``rand_a`` (method 1, "fixed-length counter").
@@ -91,34 +94,62 @@ class _Uuid7:
     The counter is re-seeded with a small random value each new millisecond, leaving headroom so
     overflow is rare; on overflow, or when the clock goes backwards, the timestamp field is
     advanced past the last one used, so ids stay strictly increasing within the process.
+
+    Random bits come from ``random_bytes`` (``os.urandom``) a block at a time, and each byte of a
+    block is used at most once.
     """
 
-    def __init__(self, clock_ms: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        clock_ms: Callable[[], int] | None = None,
+        random_bytes: Callable[[int], bytes] | None = None,
+    ) -> None:
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self._random_bytes = random_bytes or os.urandom
         self._lock = threading.Lock()
         self._last_ms = -1
         self._counter = 0
+        self._pool = b""
+        self._pos = 0
+        # The first 14 characters ("tttttttt-tttt-") only change with the millisecond. Used
+        # outside the lock: the (ms, text) pair is replaced whole, so it is never torn.
+        self._ms_prefix = (0, "00000000-0000-")
 
     def reset_after_fork(self) -> None:
         # Another thread may have held the lock at fork time; the child would deadlock on it.
         self._lock = threading.Lock()
+        # Parent and child would otherwise both hand out the rest of the same random block.
+        self._pool = b""
+        self._pos = 0
 
     def __call__(self) -> str:
         with self._lock:
             now = self._clock_ms()
+            pool, pos = self._pool, self._pos
+            if pos + 10 > len(pool):  # room for a counter seed (2 bytes) and rand_b (8)
+                pool = self._pool = self._random_bytes(_RANDOM_BLOCK)
+                pos = 0
             if now > self._last_ms:
                 self._last_ms = now
-                self._counter = int.from_bytes(os.urandom(2)) & 0x1FF
+                self._counter = (pool[pos] << 8 | pool[pos + 1]) & 0x1FF
+                pos += 2
             else:
                 self._counter += 1
                 if self._counter > 0xFFF:
                     self._last_ms += 1
                     self._counter = 0
             ms, counter = self._last_ms, self._counter
-        rand_b = int.from_bytes(os.urandom(8)) & ((1 << 62) - 1)
-        value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b
-        h = f"{value:032x}"
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+            rand = pool[pos : pos + 8]
+            self._pos = pos + 8
+        cached = self._ms_prefix
+        if cached[0] != ms:
+            h = (ms & 0xFFFF_FFFF_FFFF).to_bytes(6).hex()
+            cached = self._ms_prefix = (ms, f"{h[:8]}-{h[8:]}-")
+        ver_counter = (0x7000 | counter).to_bytes(2).hex()
+        # rand_b is the low 62 bits of ``rand``: its first hex digit is the variant 0b10 followed
+        # by bits 5-4 of rand[0].
+        h = rand.hex()
+        return f"{cached[1]}{ver_counter}-{'89ab'[rand[0] >> 4 & 3]}{h[1:4]}-{h[4:]}"
 
 
 _uuid7_generator = _Uuid7()
@@ -147,9 +178,23 @@ def format_timestamp(dt: datetime) -> str:
     return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
+def _second_prefix(second: int) -> tuple[int, str]:
+    return second, datetime.fromtimestamp(second, UTC).isoformat()[:19] + "."
+
+
+# (epoch second, "YYYY-MM-DDTHH:MM:SS."): only the microseconds change within a second.
+_utc_second = _second_prefix(0)
+
+
 def utc_now() -> str:
     """Return the current time as an event timestamp (see :func:`format_timestamp`)."""
-    return format_timestamp(datetime.now(UTC))
+    global _utc_second
+    # datetime.now(UTC) reads the same clock and also truncates to whole microseconds.
+    second, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    cached = _utc_second
+    if cached[0] != second:
+        cached = _utc_second = _second_prefix(second)
+    return f"{cached[1]}{micros:06d}Z"
 
 
 # --- validators -------------------------------------------------------------------------------
@@ -199,21 +244,62 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+_str = _validator("a string", _is_str)
+_bool = _validator("a bool", lambda v: isinstance(v, bool))
+
+# The validators below run for every event. Each accepts the usual value, of exactly the expected
+# type, without a further call, and hands anything else to the full check built by _validator,
+# which accepts or rejects it (with the same error) as it always did.
+
+
 def _int_min(minimum: int, optional: bool = False) -> _Validator:
-    return _validator(f"an int >= {minimum}", _is_int, lambda v: v >= minimum, optional)
+    full = _validator(f"an int >= {minimum}", _is_int, lambda v: v >= minimum, optional)
+
+    def check(inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
+        if value.__class__ is not int or value < minimum:
+            full(inst, attr, value)
+
+    return check
+
+
+def _matching(what: str, pattern: re.Pattern[str], optional: bool = False) -> _Validator:
+    full = _validator(what, _is_str, pattern.match, optional)
+    match = pattern.match
+
+    def check(inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
+        if value.__class__ is not str or match(value) is None:
+            full(inst, attr, value)
+
+    return check
 
 
 def _timestamp(optional: bool = False) -> _Validator:
-    return _validator("an RFC 3339 timestamp string", _is_str, _RFC3339_RE.match, optional)
+    return _matching("an RFC 3339 timestamp string", _RFC3339_RE, optional)
 
 
-_str = _validator("a string", _is_str)
-_nonempty_str = _validator("a non-empty string", _is_str, bool)
-_opt_str = _validator("a string", _is_str, optional=True)
-_bool = _validator("a bool", lambda v: isinstance(v, bool))
+_event_id = _matching("a lowercase UUIDv7 string", _UUID7_RE)
+_full_nonempty_str = _validator("a non-empty string", _is_str, bool)
+_full_opt_str = _validator("a string", _is_str, optional=True)
 # NaN and infinities have no JSON representation.
-_ms = _validator("a finite number >= 0", _is_number, lambda v: math.isfinite(v) and v >= 0)
-_event_id = _validator("a lowercase UUIDv7 string", _is_str, _UUID7_RE.match)
+_full_ms = _validator("a finite number >= 0", _is_number, lambda v: math.isfinite(v) and v >= 0)
+
+
+def _nonempty_str(inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
+    if value.__class__ is not str or not value:
+        _full_nonempty_str(inst, attr, value)
+
+
+def _opt_str(inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and value.__class__ is not str:
+        _full_opt_str(inst, attr, value)
+
+
+def _ms(inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
+    # For a float, this chained comparison is "finite and >= 0": NaN fails every comparison.
+    if value.__class__ is not float or not 0.0 <= value < math.inf:
+        _full_ms(inst, attr, value)
+
+
 _phase = _validator(
     f"one of {sorted(STEP_FAILURE_PHASES)}", _is_str, STEP_FAILURE_PHASES.__contains__, True
 )

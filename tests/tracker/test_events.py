@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import enum
+import itertools
 import json
+import os
 import re
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import attrs
@@ -215,6 +218,44 @@ def test_validation_errors_name_the_field_and_value(
     assert ev._repr.repr(value) in message  # the (length-limited) repr of the bad value
 
 
+class _Str(str):
+    pass
+
+
+class _Level(enum.IntEnum):
+    ZERO = 0
+    TWO = 2
+
+
+class _Float(float):
+    pass
+
+
+def test_validators_accept_valid_values_of_any_subtype() -> None:
+    # The validators shortcut exact str/int/float values; subclasses take the full check.
+    event = minimal(
+        StepCompleted,
+        workflow_id=_Str("wf-1"),
+        execution_id=_Str("ex"),
+        timestamp=_Str("2026-01-02T03:04:05.000000Z"),
+        event_id=_Str("01890a5d-ac96-774b-bcce-b302099a8057"),
+        seq=_Level.TWO,
+        attempt=_Level.TWO,
+        duration_ms=_Float(2.5),
+    )
+    assert [event.to_dict()[k] for k in ("seq", "attempt", "duration_ms")] == [2, 2, 2.5]
+    assert minimal(StepCompleted, duration_ms=3).to_dict()["duration_ms"] == 3
+    assert minimal(StepCompleted, duration_ms=-0.0).to_dict()["duration_ms"] == 0
+    with pytest.raises(ValueError, match="'workflow_id'"):
+        minimal(StepCompleted, workflow_id=_Str(""))
+    with pytest.raises(ValueError, match="'attempt'"):
+        minimal(StepCompleted, attempt=_Level.ZERO)
+    with pytest.raises(ValueError, match="'duration_ms'"):
+        minimal(StepCompleted, duration_ms=_Float("-inf"))
+    with pytest.raises(ValueError, match="'event_id'"):
+        minimal(StepCompleted, event_id=_Str("not-a-uuid"))
+
+
 def test_next_attempt_must_follow_attempt() -> None:
     with pytest.raises(ValueError, match="'next_attempt' must be > attempt"):
         minimal(RetryScheduled, attempt=3, next_attempt=3)
@@ -263,6 +304,46 @@ def test_timestamp_is_rfc3339_utc_with_microseconds() -> None:
         ev.format_timestamp(datetime(2026, 1, 1))
 
 
+def test_utc_now_matches_the_clock_and_the_format() -> None:
+    before = datetime.now(UTC)
+    stamp = ev.utc_now()
+    after = datetime.now(UTC)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp)
+    assert before <= datetime.fromisoformat(stamp.replace("Z", "+00:00")) <= after
+    assert after - before < timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    "clock_ns",
+    [
+        [0, 999, 1_000, 999_999_999, 1_000_000_000],
+        # Within one second, then the next one, then back: the cached date must follow.
+        [1_767_322_245_000_000_000, 1_767_322_245_123_456_789, 1_767_322_246_000_000_999],
+        [1_767_322_246_999_999_999, 1_767_322_245_500_000_000, 253_402_300_799_999_999_999],
+    ],
+)
+def test_utc_now_formats_like_format_timestamp(
+    monkeypatch: pytest.MonkeyPatch, clock_ns: list[int]
+) -> None:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for ns in clock_ns:
+        monkeypatch.setattr(time, "time_ns", lambda ns=ns: ns)
+        # datetime.now(UTC) truncates the clock to whole microseconds.
+        assert ev.utc_now() == ev.format_timestamp(epoch + timedelta(microseconds=ns // 1000))
+
+
+def test_format_timestamp_converts_any_aware_datetime() -> None:
+    india = timezone(timedelta(hours=5, minutes=30))
+    assert ev.format_timestamp(datetime(2026, 1, 2, 3, 4, 5, 7, tzinfo=india)) == (
+        "2026-01-01T21:34:05.000007Z"
+    )
+    west = timezone(-timedelta(hours=2))
+    assert ev.format_timestamp(datetime(999, 12, 31, 23, 59, 59, 999_999, tzinfo=west)) == (
+        "1000-01-01T01:59:59.999999Z"
+    )
+    assert ev.format_timestamp(datetime(5, 1, 1, tzinfo=UTC)) == "0005-01-01T00:00:00.000000Z"
+
+
 # --- UUIDv7 -----------------------------------------------------------------------------------
 
 
@@ -293,6 +374,90 @@ def test_uuid7_counter_overflow_and_clock_going_backwards() -> None:
     assert len(set(ids)) == len(ids)
     assert uuid.UUID(ids[0]).int >> 80 == 1_000
     assert uuid.UUID(ids[-1]).int >> 80 == 2_000
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        (
+            bytes(range(256)),
+            [
+                "01234567-89ab-7001-8203-040506070809",
+                "01234567-89ab-7002-8a0b-0c0d0e0f1011",
+                "01234567-89ac-7013-9415-161718191a1b",
+            ],
+        ),
+        (
+            bytes(range(255, -1, -1)),
+            [
+                "01234567-89ab-71fe-bdfc-fbfaf9f8f7f6",
+                "01234567-89ab-71ff-b5f4-f3f2f1f0efee",
+                "01234567-89ac-71ec-abea-e9e8e7e6e5e4",
+            ],
+        ),
+    ],
+)
+def test_uuid7_layout_of_clock_counter_and_random_bytes(block: bytes, expected: list[str]) -> None:
+    # A new millisecond seeds the counter from 2 random bytes (low 9 bits); every id then takes
+    # 8 more, of which rand_b keeps the low 62 bits behind the variant bits 0b10.
+    now = [0x0123_4567_89AB]
+    gen = ev._Uuid7(clock_ms=lambda: now[0], random_bytes=lambda n: block * (n // len(block)))
+    ids = [gen(), gen()]
+    now[0] += 1
+    ids.append(gen())
+    assert ids == expected
+
+
+def test_uuid7_random_blocks_are_used_once_each() -> None:
+    blocks: list[bytes] = []
+
+    def random_bytes(n: int) -> bytes:
+        blocks.append(os.urandom(n))
+        return blocks[-1]
+
+    now = [1_000]
+
+    def clock() -> int:
+        now[0] += 1  # a new millisecond per id: the most bytes per id
+        return now[0] // 2
+
+    gen = ev._Uuid7(clock_ms=clock, random_bytes=random_bytes)
+    ids = [gen() for _ in range(3 * ev._RANDOM_BLOCK // 8)]
+    assert len(blocks) >= 3 and {len(b) for b in blocks} == {ev._RANDOM_BLOCK}
+    assert all(a < b for a, b in itertools.pairwise(ids))
+    # The last 12 hex digits are 6 random bytes verbatim: taken from the blocks, never twice.
+    tails = [i[-12:] for i in ids]
+    assert len(set(tails)) == len(tails)
+    pool = " ".join(b.hex() for b in blocks)
+    assert all(t in pool for t in tails)
+    # The module's generator, across many refills of its own blocks.
+    ids = [uuid7() for _ in range(4 * ev._RANDOM_BLOCK)]
+    assert all(a < b for a, b in itertools.pairwise(ids))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+@pytest.mark.filterwarnings("ignore:.*fork:DeprecationWarning")
+def test_uuid7_forked_child_does_not_reuse_the_parents_random_bytes() -> None:
+    gen = ev._uuid7_generator
+    uuid7()
+    while len(gen._pool) - gen._pos < 1_000:  # leave the child plenty of the block to reuse
+        uuid7()
+    unused = gen._pool[gen._pos :].hex()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child process
+        try:
+            os.write(write_fd, " ".join(uuid7() for _ in range(50)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    parent_ids = [uuid7() for _ in range(50)]
+    with os.fdopen(read_fd, "rb") as pipe:
+        child_ids = pipe.read().decode().split()
+    os.waitpid(pid, 0)
+    assert len(child_ids) == 50
+    assert not set(child_ids) & set(parent_ids)
+    assert not [i for i in child_ids if i[-12:] in unused]
 
 
 def test_uuid7_is_unique_across_threads() -> None:
