@@ -16,6 +16,7 @@ from typing import Never
 
 import effect as fx
 from effect.deferred import Deferred
+from workflow._signal import Signal
 from workflow.storage import Op, Storage, StorageError
 
 __all__ = ["GroupCommit"]
@@ -30,7 +31,7 @@ class GroupCommit:
         self._storage = storage
         self._on_round = on_round
         self._pending: list[tuple[Sequence[Op], Deferred[None, Exception]]] = []
-        self._wake: fx.Queue[None] = fx.Queue("sliding", 1)
+        self._wake = Signal()
         self._stopped = False
 
     def write(self, ops: Sequence[Op]) -> fx.Effect[None, Exception, Never]:
@@ -44,7 +45,7 @@ class GroupCommit:
                 return fx.fail(_stopped_error())
             done: Deferred[None, Exception] = Deferred()
             self._pending.append((ops, done))
-            self._wake.offer_nowait(None)
+            self._wake.notify()
             return done.await_()
 
         return fx.suspend(hand_in).uninterruptible()
@@ -52,7 +53,7 @@ class GroupCommit:
     def wake(self) -> None:
         """Make the writer run a round soon even if no write is handed in (for
         `on_round`, called at the start of every round)."""
-        self._wake.offer_nowait(None)
+        self._wake.notify()
 
     def run(self) -> fx.Effect[None, Never, Never]:
         """The writer: forever, apply the pending writes as one group. If it stops
@@ -62,7 +63,7 @@ class GroupCommit:
         @fx.gen
         def loop() -> fx.Gen[None, Never, Never]:
             while True:
-                yield from self._wake.take()
+                yield from self._wake.wait()
                 yield from self._apply_group().uninterruptible()
 
         return loop.ensuring(fx.suspend(self._fail_pending))

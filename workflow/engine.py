@@ -46,6 +46,8 @@ from tracker.events import (
 )
 from workflow import codec
 from workflow._group_commit import GroupCommit
+from workflow._outbox import OutboxSender
+from workflow._signal import Signal
 from workflow.context import RunContext, StagedWriteFailed, WorkflowContext
 from workflow.definition import Workflow
 from workflow.errors import (
@@ -75,22 +77,6 @@ from workflow.storage import (
 __all__ = ["Engine"]
 
 _log = logging.getLogger("workflow.engine")
-
-
-class _Signal:
-    """Wakes one waiting fiber, and remembers a wake-up that came while nobody
-    waited: a sliding queue of one."""
-
-    def __init__(self) -> None:
-        self._queue: fx.Queue[None] = fx.Queue("sliding", 1)
-
-    def notify(self) -> None:
-        self._queue.offer_nowait(None)
-
-    def wait(self, timeout: float | None = None) -> fx.Effect[None, Never, Never]:
-        """Wait until notified, or `timeout` seconds."""
-        notified = self._queue.take().as_void
-        return notified if timeout is None else notified.race(fx.sleep(timeout))
 
 
 class Engine:
@@ -175,13 +161,8 @@ class Engine:
         # left started is settled as aborted).
         self._unrecorded: dict[str, str] = {}
         self._last_renewal_ok = -1e18
-        self._scheduler_signal = _Signal()
-        self._outbox_signal = _Signal()
-        # The outbox sender's cursor (the last row id sent), the ids sent but not yet
-        # marked delivered, and the events of recent commits by (run id, seq).
-        self._sent_up_to = 0
-        self._unmarked: builtins.list[int] = []
-        self._committed_events: dict[tuple[str, int], Event] = {}
+        self._scheduler_signal = Signal()
+        self._outbox = OutboxSender(self.storage)
         # Runs holding a staged write (a step's result waiting for the run's next
         # transaction), for the group commit's next round to store if their fiber
         # waits on something else instead of committing.
@@ -196,7 +177,7 @@ class Engine:
         await self._runtime.__aenter__()
         self._last_renewal_ok = self._clock.now()
         self._background.append(await self._runtime.fork(self._scheduler_loop()))
-        self._background.append(await self._runtime.fork(self._dispatch_loop()))
+        self._background.append(await self._runtime.fork(self._outbox.run()))
         # Last, so that it is stopped last: the other fibers' final writes go through it.
         self._background.append(await self._runtime.fork(self._group_commit.run()))
         await self._recover_own_runs()
@@ -224,7 +205,7 @@ class Engine:
                 await self._runtime.run(fiber.interrupt())
             for fiber in self._background:
                 await self._runtime.run(fiber.interrupt())
-            await self._runtime.run(self._deliver_outbox(until_empty=True))
+            await self._runtime.run(self._outbox.deliver(until_empty=True))
         # Outside the shield: the runtime's task group must be exited in the cancel
         # scope it was entered in (it shields its own teardown).
         await self._runtime.__aexit__(*exc_info)  # type: ignore[arg-type]
@@ -315,7 +296,7 @@ class Engine:
                 ) from None
             return record, False
         self._finished.setdefault(run_id, anyio.Event())
-        self._outbox_signal.notify()
+        self._outbox.wake()
         # The run as storage now reads it: `workflow.queued` took seq 0.
         return attrs.evolve(record, next_seq=1), True
 
@@ -559,7 +540,7 @@ class Engine:
             next_seq=record.next_seq,
             now=self._clock.now,
             in_memory_wait=self._in_memory_wait,
-            on_commit=lambda events: self._note_committed(record.run_id, events),
+            on_commit=lambda events: self._outbox.note_committed(record.run_id, events),
             on_stage=self._note_staged,
             write=self._group_commit.write,
         )
@@ -850,7 +831,7 @@ class Engine:
                     # claim (leased elsewhere, another engine's workflow): waiting 0
                     # for it would spin.
                     wait = min(wait, next_wake - self._clock.now())
-                self._outbox_signal.notify()
+                self._outbox.wake()
                 yield from self._scheduler_signal.wait(wait)
 
         return loop
@@ -920,79 +901,6 @@ class Engine:
             return fx.all(launches).as_void if launches else fx.void
 
         return fx.suspend(claim)
-
-    def _dispatch_loop(self) -> fx.Effect[None, Never, tracker_.EventTracker]:
-        @fx.gen
-        def loop() -> fx.Gen[None, Never, tracker_.EventTracker]:
-            while True:
-                yield from self._deliver_outbox(until_empty=False)
-                # No timeout of its own: the scheduler's round, every `poll_interval`
-                # at most, notifies this signal too, so that rows another path left
-                # undelivered are picked up (one timer for both loops).
-                yield from self._outbox_signal.wait()
-
-        return loop
-
-    def _deliver_outbox(
-        self, *, until_empty: bool
-    ) -> fx.Effect[None, Never, tracker_.EventTracker]:
-        """Send undelivered outbox rows through the tracker, past the cursor of rows
-        already sent. Rows sent are marked delivered in bulk: when 1,000 are waiting,
-        when a round finds nothing new (the engine is idle, or at the scheduler's
-        poll), and at shutdown (`until_empty`). A crash before the mark means those
-        events are delivered again, which at-least-once delivery allows."""
-
-        @fx.gen
-        def deliver() -> fx.Gen[None, Never, tracker_.EventTracker]:
-            t = yield from tracker_.EventTracker
-            while True:
-                try:
-                    rows = self.storage.undelivered_events(1000, after_id=self._sent_up_to)
-                except Exception as exc:
-                    _log.warning("could not read the outbox: %s", exc)
-                    return
-                if rows:
-                    for row in rows:
-                        event = self._committed_events.pop((row.run_id, row.seq), None)
-                        if event is None:
-                            try:
-                                event = parse_event_json(row.payload_json)
-                            except ValueError as exc:
-                                _log.error(
-                                    "outbox row %d is not an event, skipped: %s", row.id, exc
-                                )
-                                continue
-                        yield from t.emit(event)
-                    yield from t.flush()
-                    self._sent_up_to = rows[-1].id
-                    self._unmarked.extend(row.id for row in rows)
-                if not rows or len(self._unmarked) >= 1000:
-                    self._mark_sent()
-                if not rows or (not until_empty and len(rows) < 1000):
-                    return
-
-        return deliver
-
-    def _mark_sent(self) -> None:
-        if not self._unmarked:
-            return
-        try:
-            self.storage.mark_delivered(self._unmarked)
-        except Exception as exc:
-            # Kept for the next try; only a crash before it sends them again.
-            _log.warning("could not mark events delivered (will try again): %s", exc)
-            return
-        self._unmarked = []
-
-    def _note_committed(self, run_id: str, events: Sequence[Event]) -> None:
-        """Keep the events a run just committed, so that the sender need not parse
-        back the JSON it reads from the outbox."""
-        if len(self._committed_events) > 10_000:
-            # Rows another engine delivered never come back to this one: forget all.
-            self._committed_events.clear()
-        for event in events:
-            self._committed_events[(run_id, event.seq)] = event
-        self._outbox_signal.notify()
 
 
 class _no_timeout:
