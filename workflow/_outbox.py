@@ -34,9 +34,15 @@ class OutboxSender:
     """The outbox sender of one engine. `run` is its fiber; `note_committed` and
     `wake` are how the rest of the engine tells it there is something to send."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, linger: float = 0.0) -> None:
         self._storage = storage
         self._signal = Signal()
+        # On the real clock whatever the engine's: a test clock must not hold events.
+        self._linger = (
+            fx.sleep(linger).pipe(fx.provide_service(fx.Clock, fx.clock.RealClock()))
+            if linger > 0
+            else None
+        )
         # The last row id sent, the ids sent but not yet marked delivered, and the
         # events of recent commits by (run id, seq).
         self._sent_up_to = 0
@@ -59,15 +65,17 @@ class OutboxSender:
         self._signal.notify()
 
     def run(self) -> fx.Effect[None, Never, tracker_.EventTracker]:
-        """The sender's fiber: forever, send what is new, then wait to be woken. It
-        has no timer of its own; the scheduler's `wake`, every poll interval at most,
-        is its timer."""
+        """The sender's fiber: forever, send what is new, then wait to be woken, and
+        linger. Its only timer is the linger: the scheduler's `wake`, every poll
+        interval at most, is its clock."""
 
         @fx.gen
         def loop() -> fx.Gen[None, Never, tracker_.EventTracker]:
             while True:
                 yield from self.deliver(until_empty=False)
                 yield from self._signal.wait()
+                if self._linger is not None:
+                    yield from self._linger
 
         return loop
 

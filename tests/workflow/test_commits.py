@@ -15,6 +15,7 @@ import pytest
 
 import effect as fx
 import workflow as wf
+from tracker import InMemoryTracker, in_memory
 from workflow._group_commit import GroupCommit
 from workflow.storage import (
     InsertRun,
@@ -132,3 +133,44 @@ async def test_group_commit_fails_writes_alone_and_refuses_them_once_stopped() -
     assert isinstance(again.failure(), RunExistsError)  # alone: a and b are stored
     assert isinstance(late.failure(), StorageError)  # not a hang
     assert {r.run_id for r in storage.list_runs()} == {"a", "b"}
+
+
+class CountingReads(CountingSqlite):
+    """CountingSqlite that also counts the outbox sender's reads."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.reads = 0
+
+    def undelivered_events(self, limit: int = 1000, after_id: int = 0) -> Any:
+        self.reads += 1
+        return super().undelivered_events(limit, after_id)
+
+
+@pytest.mark.parametrize("linger", [0.0, 0.05])
+async def test_the_sender_lingers_to_send_many_commits_at_once(
+    tmp_path: Path, linger: float
+) -> None:
+    """Without a linger the sender reads the outbox after every commit; lingering
+    50 ms, it reads the commits of many steps at once. Either way every event is
+    delivered, in order."""
+    storage = CountingReads(tmp_path / "wf.db")
+    workflow = chain("forty")
+    seen = InMemoryTracker()
+    async with wf.Engine(
+        [workflow], storage=storage, tracker=in_memory(seen), delivery_linger=linger
+    ) as engine:
+        run_id = await engine.start(workflow, 40)
+        assert await engine.result(run_id, timeout=10) == 780
+        reads_during_run = storage.reads
+    assert [e.seq for e in seen.events] == list(range(2 * 40 + 3))
+    if linger:
+        assert reads_during_run < 15, reads_during_run
+    else:
+        assert reads_during_run >= 40, reads_during_run
+
+
+@pytest.mark.parametrize("linger", [-0.1, float("inf"), float("nan")])
+def test_the_linger_must_be_a_finite_non_negative_number(linger: float) -> None:
+    with pytest.raises(ValueError, match="delivery_linger="):
+        wf.Engine([chain("x")], storage=MemoryStorage(), delivery_linger=linger)

@@ -88,6 +88,9 @@ class TestEngine:
         )
         engine_kwargs.setdefault("poll_interval", _DEFAULT_POLL)
         engine_kwargs.setdefault("lease_ttl", _DEFAULT_LEASE_TTL)
+        # Events reach the tracker as soon as the fibers have run, like everything else
+        # on the virtual clock: no real-time linger to wait out.
+        engine_kwargs.setdefault("delivery_linger", 0.0)
         self.engine = Engine(
             workflows,
             storage=self.storage,
