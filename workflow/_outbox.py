@@ -9,7 +9,6 @@ restart, with the same `event_id`s.
 
 from __future__ import annotations
 
-import builtins
 import logging
 from collections.abc import Sequence
 from typing import Never
@@ -22,6 +21,7 @@ from workflow.storage import Storage
 
 __all__ = ["OutboxSender"]
 
+# The engine's logger: the sender was part of the engine, and logging filters name it.
 _log = logging.getLogger("workflow.engine")
 
 # Rows read at a time, and sent ids kept unmarked at most.
@@ -46,7 +46,7 @@ class OutboxSender:
         # The last row id sent, the ids sent but not yet marked delivered, and the
         # events of recent commits by (run id, seq).
         self._sent_up_to = 0
-        self._unmarked: builtins.list[int] = []
+        self._unmarked: list[int] = []
         self._committed: dict[tuple[str, int], Event] = {}
 
     def note_committed(self, run_id: str, events: Sequence[Event]) -> None:
@@ -65,9 +65,9 @@ class OutboxSender:
         self._signal.notify()
 
     def run(self) -> fx.Effect[None, Never, tracker_.EventTracker]:
-        """The sender's fiber: forever, send what is new, then wait to be woken, and
-        linger. Its only timer is the linger: the scheduler's `wake`, every poll
-        interval at most, is its clock."""
+        """The sender's fiber: forever, send what is new, wait to be woken, and
+        linger. It has no poll timer of its own: the scheduler's `wake`, every poll
+        interval at most, stands for one."""
 
         @fx.gen
         def loop() -> fx.Gen[None, Never, tracker_.EventTracker]:

@@ -97,10 +97,11 @@ class Engine:
             memory; longer ones pause the run durably.
         max_crashes: a run recovered after more crashes than this in a row (with no
             step result stored between them) is failed with `CrashLoopError`.
-        delivery_linger: how long (real) seconds the outbox sender waits, once new
-            events are committed, before it reads and sends them: the events of the
-            commits made meanwhile go out with them, in one read and one tracker
-            flush, instead of one of each per step. 0 sends at once.
+        delivery_linger: how many seconds (of real time, whatever the clock) the
+            outbox sender waits, once new events are committed, before it reads and
+            sends them: the events of the commits made meanwhile go out with them, in
+            one read and one tracker flush, instead of one of each per step. 0 sends
+            at once.
     """
 
     def __init__(
