@@ -38,11 +38,7 @@ class OutboxSender:
         self._storage = storage
         self._signal = Signal()
         # On the real clock whatever the engine's: a test clock must not hold events.
-        self._linger = (
-            fx.sleep(linger).pipe(fx.provide_service(fx.Clock, fx.clock.RealClock()))
-            if linger > 0
-            else None
-        )
+        self._linger = fx.clock.RealClock().sleep(linger) if linger > 0 else None
         # The last row id sent, the ids sent but not yet marked delivered, and the
         # events of recent commits by (run id, seq).
         self._sent_up_to = 0
